@@ -1,0 +1,1 @@
+"""wdrec's online side: a FastAPI service over the exported artifacts."""

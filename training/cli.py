@@ -1,0 +1,138 @@
+"""The `wdrec` command: parses arguments and wires the pipeline steps, nothing else.
+
+Heavy modules (torch, gensim, polars) are imported inside each command so `wdrec --help` stays instant.
+Every user-facing error is a `WdrecError` subclass: printed as one line on stderr, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from training.errors import WdrecError
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from training.generate import generate
+
+    generate(args.out_dir, clients=args.clients, seed=args.seed, preset=args.preset)
+
+
+def _preprocess(args: argparse.Namespace) -> None:
+    from training.preprocess import run_preprocess
+
+    run_preprocess(args.data, args.out, profile=args.profile, encoding=args.encoding)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from training.pipeline import run_training
+
+    run_training(
+        args.data,
+        args.artifacts,
+        config_file=args.config,
+        overrides=args.set or [],
+        profile=args.profile,
+        encoding=args.encoding,
+    )
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from training.evaluate import run_evaluate
+
+    run_evaluate(args.artifacts)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from app.main import serve
+
+    serve(artifacts_dir=args.artifacts, host=args.host, port=args.port)
+
+
+def _import_completejourney(args: argparse.Namespace) -> None:
+    from training.completejourney import import_completejourney
+
+    import_completejourney(args.out_dir)
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        default="lpoint",
+        help="named preprocessing profile (lpoint, completejourney-cap10, completejourney-all); default lpoint",
+    )
+    parser.add_argument(
+        "--encoding",
+        default=None,
+        help="CSV encoding (utf-8 or cp949); default: detected per file",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every `wdrec` sub-command."""
+    parser = argparse.ArgumentParser(prog="wdrec", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write the embedded synthetic L.POINT data set")
+    gen.add_argument("out_dir", type=Path, help="folder to write Product/Session/Custom/Master.csv into")
+    gen.add_argument("--clients", type=int, default=2000, help="number of clients (default 2000)")
+    gen.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (default 42)")
+    gen.add_argument("--preset", choices=["default", "lpoint"], default="default",
+                     help="'lpoint' reproduces the original's scale (~5M Product rows); overrides --clients")
+    gen.set_defaults(handler=_generate)
+
+    pre = sub.add_parser("preprocess", help="validate an L.POINT folder and write the processed data set")
+    pre.add_argument("--data", type=Path, required=True, help="folder holding the four L.POINT CSV files")
+    pre.add_argument("--out", type=Path, required=True, help="folder for the processed data set (Parquet)")
+    _add_data_options(pre)
+    pre.set_defaults(handler=_preprocess)
+
+    train = sub.add_parser("train", help="preprocess, train Doc2Vec + Wide & Deep, evaluate, export artifacts")
+    train.add_argument("--data", type=Path, required=True, help="L.POINT folder (the four CSV files)")
+    train.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default artifacts)")
+    train.add_argument("--config", type=Path, default=None, help="training config file (JSON)")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config value; repeatable")
+    _add_data_options(train)
+    train.set_defaults(handler=_train)
+
+    ev = sub.add_parser("evaluate", help="re-run the evaluation of the current artifact version")
+    ev.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default artifacts)")
+    ev.set_defaults(handler=_evaluate)
+
+    srv = sub.add_parser("serve", help="serve the REST API and the web page with uvicorn")
+    srv.add_argument("--artifacts", type=Path, default=None, help="artifacts root (default: WDREC_ARTIFACTS_DIR)")
+    srv.add_argument("--host", default=None, help="bind address (default: WDREC_HOST or 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=None, help="port (default: WDREC_PORT or 8000)")
+    srv.set_defaults(handler=_serve)
+
+    cj = sub.add_parser("import-completejourney",
+                        help="write 84.51's The Complete Journey as an L.POINT folder (needs wdrec[benchmark])")
+    cj.add_argument("out_dir", type=Path, help="folder to write the four CSV files into")
+    cj.set_defaults(handler=_import_completejourney)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `wdrec` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        handler: Handler = args.handler
+        handler(args)
+    except WdrecError as exc:
+        print(f"wdrec {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
