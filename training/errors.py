@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+SHOWN_CHARS = 80  # longest bad value quoted in a message
+
 
 class WdrecError(Exception):
     """Base class of every error a user can fix (bad input, bad config, missing artifacts)."""
@@ -29,7 +31,9 @@ class SchemaError(WdrecError):
         where = ", ".join(parts)
         text = f"{where}: {message}"
         if value is not None:
-            text += f" (got {value!r})"
+            shown = repr(value)
+            # A 10 MB cell must not become a 10 MB message.
+            text += f" (got {shown if len(shown) <= SHOWN_CHARS else shown[:SHOWN_CHARS] + '...'})"
         if expected is not None:
             text += f"; expected {expected}"
         super().__init__(text)

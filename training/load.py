@@ -10,6 +10,7 @@ Session are orphans: dropped with a warning, or an error past `max_orphan_share`
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import logging
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ ENCODINGS = ("utf-8", "cp949")
 SNIFF_BYTES = 1 << 20
 HEADER_ROW = 1
 FIRST_DATA_ROW = 2
+MAX_TEXT_CHARS = 200  # category names are a few words; longer is a broken export
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ def read_table(data_dir: Path, spec: TableSpec, *, encoding: str | None = None) 
         )
     source = _utf8_source(path, encoding or detect_encoding(path))
     header = _read_csv(spec.file, source, n_rows=0).columns
+    _check_delimiter(spec, header)
     for name in spec.required:
         if name not in header:
             raise SchemaError(
@@ -106,6 +109,21 @@ def read_table(data_dir: Path, spec: TableSpec, *, encoding: str | None = None) 
     return frame
 
 
+def _check_delimiter(spec: TableSpec, header: list[str]) -> None:
+    """A header read as one column that holds ';', tab or '|' is a file with another separator."""
+    if len(header) != 1:
+        return
+    found = next((d for d in (";", "\t", "|") if d in header[0]), None)
+    if found is not None:
+        raise SchemaError(
+            spec.file,
+            f"wrong delimiter: the header is one column separated by {found!r}",
+            row=HEADER_ROW,
+            value=header[0],
+            expected="comma-separated values",
+        )
+
+
 def _clean_text(name: str) -> pl.Expr:
     """Surrounding blanks stripped; a blank cell is an empty one (null)."""
     stripped = pl.col(name).str.strip_chars()
@@ -118,13 +136,21 @@ def detect_encoding(path: Path) -> str:
         head = handle.read(SNIFF_BYTES)
     if len(head) == SNIFF_BYTES and b"\n" in head:
         head = head[: head.rindex(b"\n")]  # never judge a multi-byte character cut in half
-    for name in ENCODINGS:
-        try:
-            head.decode(name)
-        except UnicodeDecodeError:
-            continue
-        return name
-    raise SchemaError(path.name, "cannot tell the text encoding", expected="UTF-8 or CP949 text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    else:
+        return "utf-8"
+    try:
+        head.decode("cp949")
+    except UnicodeDecodeError:
+        bad = head[utf8_error.start : utf8_error.end]
+        row = head[: utf8_error.start].count(b"\n") + 1  # where UTF-8 breaks: CP949 fails as well
+        raise SchemaError(
+            path.name, "cannot tell the text encoding", row=row, value=bad, expected="UTF-8 or CP949 text"
+        ) from utf8_error
+    return "cp949"
 
 
 def _normalise_encoding(encoding: str | None) -> str | None:
@@ -165,10 +191,28 @@ def _read_csv(file: str, source: Path | io.BytesIO, **kwargs: object) -> pl.Data
         source.seek(0)
     try:
         return pl.read_csv(source, infer_schema=False, **kwargs)  # type: ignore[arg-type]
+    except pl.exceptions.NoDataError as exc:
+        raise SchemaError(file, "the file is empty", row=HEADER_ROW, expected="a header line") from exc
     except pl.exceptions.PolarsError as exc:
+        _raise_malformed_row(file, source)
         first = str(exc).splitlines()[0]
         hint = "UTF-8 text (or pass --encoding cp949)" if "utf-8" in first else "a well-formed CSV file"
         raise SchemaError(file, f"cannot be parsed: {first}", expected=hint) from exc
+
+
+def _raise_malformed_row(file: str, source: Path | io.BytesIO) -> None:
+    """On polars' parse error only: find the first record Python's csv module rejects, for its line number."""
+    raw = io.BytesIO(source.getvalue()) if isinstance(source, io.BytesIO) else source.open("rb")
+    with io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="") as text:
+        reader = csv.reader(text, strict=True)
+        start = HEADER_ROW
+        try:
+            for _ in reader:
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            raise SchemaError(
+                file, f"malformed CSV record ({exc})", row=start, expected="balanced quotes"
+            ) from exc
 
 
 def _read_typed(file: str, source: Path | io.BytesIO, columns: list[Column]) -> pl.DataFrame:
@@ -191,7 +235,8 @@ def _parse_int(file: str, frame: pl.DataFrame, name: str) -> pl.Series:
     text = pl.select(pl.when(text == "").then(None).otherwise(text)).to_series()
     parsed = text.cast(pl.Int64, strict=False)
     as_float = text.cast(pl.Float64, strict=False)
-    parsed = pl.select(pl.coalesce(parsed, pl.when(as_float == as_float.round()).then(as_float))).to_series()
+    integral = (as_float == as_float.round()) & (as_float.abs() < 2.0**63)  # else the cast below overflows
+    parsed = pl.select(pl.coalesce(parsed, pl.when(integral).then(as_float))).to_series()
     bad = (parsed.is_null() & text.is_not_null()).arg_true()
     if len(bad):
         index = int(bad[0])
@@ -214,6 +259,11 @@ def _check_values(file: str, frame: pl.DataFrame, column: Column) -> None:
     if column.minimum is not None:
         below = values < column.minimum
         _raise_first(file, column, values, below, "value too small", f"an integer >= {column.minimum}")
+    if column.kind == "str":
+        control = values.str.contains(r"[\x00-\x08\x0b\x0c\x0e-\x1f]").fill_null(False)
+        _raise_first(file, column, values, control, "control character (NUL?) in text", "printable text")
+        long = values.str.len_chars() > MAX_TEXT_CHARS
+        _raise_first(file, column, values, long, "text too long", f"at most {MAX_TEXT_CHARS} characters")
     if column.allowed is not None:
         outside = values.is_not_null() & ~values.is_in(list(column.allowed))
         choices = ", ".join(str(v) for v in column.allowed)

@@ -1,0 +1,54 @@
+"""Service settings: one pydantic-settings class read from `WDREC_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from training.errors import ConfigError
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment (prefix `WDREC_`, e.g. `WDREC_PORT=9000`)."""
+
+    model_config = SettingsConfigDict(env_prefix="WDREC_", extra="ignore")
+
+    artifacts_dir: Path = Path("artifacts")  # the root holding `current`, or one version folder
+    host: str = "127.0.0.1"  # loopback unless told otherwise: the API has no authentication
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_k: int = Field(default=100, ge=1)  # the top-k bound is min(max_k, number of labels)
+    cors_origins: list[str] = []  # CORS is off unless origins are listed (JSON list in the env)
+    log_level: Annotated[LogLevel, BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)] = "info"
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)  # a full basket + history is a few kB
+    max_basket_len: int = Field(default=100, ge=1)  # labels per session in POST /score
+    max_history_len: int = Field(default=50, ge=1)  # sessions in POST /score's history
+    recommend_cache_size: int = Field(default=10_000, ge=0)  # clients whose top max_k stays in memory
+    # Two cores: each request's forward pass uses one torch thread, and at most this many run at once,
+    # so 32 concurrent requests queue instead of oversubscribing the CPU.
+    inference_threads: int = Field(default=2, ge=1)
+    # POST /admin/reload exists only when set; callers send it in the X-API-Key header.
+    admin_api_key: SecretStr | None = None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, `overrides` first; ConfigError naming each invalid variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"WDREC_{'_'.join(str(part) for part in error['loc'][:1]).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once; tests pass their own `Settings` to `create_app` instead."""
+    return load_settings()

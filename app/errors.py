@@ -1,0 +1,55 @@
+"""Domain errors of the service core; the API layer maps each to an HTTP status and one JSON error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training.errors import WdrecError
+
+
+class ServiceError(WdrecError):
+    """A request the recommender cannot answer; `code` and `details` go to the client as they are."""
+
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class UnknownClientError(ServiceError):
+    """The client ID is not in the loaded client table."""
+
+    code = "unknown_client"
+
+    def __init__(self, client_id: int) -> None:
+        super().__init__(f"Client {client_id} not found", details={"client_id": client_id})
+
+
+class UnknownLabelsError(ServiceError):
+    """Some labels are not in the vocabulary; details list each with its closest known labels."""
+
+    code = "unknown_labels"
+
+    def __init__(self, suggestions: dict[str, list[str]]) -> None:
+        names = ", ".join(suggestions)
+        super().__init__(
+            f"Unknown labels: {names}",
+            details={"unknown": list(suggestions), "suggestions": suggestions},
+        )
+
+
+class InvalidQueryError(ServiceError):
+    """The request is well-formed but unusable: nothing to score, k out of range, an unknown age."""
+
+    code = "invalid_query"
+
+
+class NotReadyError(ServiceError):
+    """No artifact set is loaded yet (or loading failed)."""
+
+    code = "not_ready"
+
+    def __init__(self) -> None:
+        super().__init__("The model is not loaded yet")

@@ -1,0 +1,95 @@
+"""The FastAPI app: `create_app()` builds it, `serve()` runs it with uvicorn (`wdrec serve`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import torch
+import uvicorn
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from app.api.deps import InferencePool
+from app.api.errors import install_error_handlers
+from app.api.limits import BodyLimitMiddleware
+from app.api.openapi import install_openapi
+from app.api.routes import admin, catalog, health, recommend
+from app.core.config import Settings, get_settings, load_settings
+from app.recommender import Recommender
+
+logger = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).parent / "web"
+DESCRIPTION = (
+    "Wide & Deep next-basket recommendations over L.POINT-style purchase logs: the model scores every "
+    "CLAC3 sub-category for a client's recent sessions and demographics. The web page is at `/`."
+)
+
+
+def _load(settings: Settings) -> Recommender:
+    recommender = Recommender.load(
+        settings.artifacts_dir, max_k=settings.max_k, cache_size=settings.recommend_cache_size
+    )
+    logger.info("loaded model %s from %s", recommender.version, settings.artifacts_dir)
+    return recommender
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # One intra-op thread per forward pass: parallelism comes from concurrent requests (InferencePool),
+    # and torch's default of one thread per core would oversubscribe the 2 cores under load.
+    torch.set_num_threads(1)
+    if app.state.recommender is None:
+        app.state.recommender = await anyio.to_thread.run_sync(partial(_load, app.state.settings))
+    async with admin.reload_on_sighup(app):
+        yield
+
+
+async def _index() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html")
+
+
+def create_app(settings: Settings | None = None, *, recommender: Recommender | None = None) -> FastAPI:
+    """Build the app; its lifespan loads `settings.artifacts_dir` unless a `recommender` is given."""
+    settings = settings or get_settings()
+    app = FastAPI(title="wdrec", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
+    app.state.settings = settings
+    app.state.recommender = recommender
+    app.state.inference_pool = InferencePool(settings.inference_threads)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    for module in (recommend, catalog, health):
+        app.include_router(module.router)
+    if admin.api_key(settings):
+        app.include_router(admin.router)
+    app.add_api_route("/", _index, include_in_schema=False)
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+    install_openapi(app)
+    return app
+
+
+def serve(*, artifacts_dir: Path | None = None, host: str | None = None, port: int | None = None) -> None:
+    """Load and verify the artifacts, then serve them with uvicorn; ArtifactError naming the file if bad.
+
+    Loading before uvicorn starts makes a bad artifact set one clear error line (the CLI's exit status 2)
+    instead of a lifespan traceback.
+    """
+    overrides: dict[str, Any] = {"artifacts_dir": artifacts_dir, "host": host, "port": port}
+    settings = load_settings(**{name: value for name, value in overrides.items() if value is not None})
+    app = create_app(settings, recommender=_load(settings))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)

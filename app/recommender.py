@@ -1,0 +1,234 @@
+"""An artifact set in memory -> scores for every CLAC3 label -> top-k.
+
+No web framework here: a script or a batch job can use a `Recommender` as it is. Features come only from
+the artifact set's `FeatureBuilder` (the code training used), so served scores equal training-side scores.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.errors import InvalidQueryError, UnknownClientError, UnknownLabelsError
+from training.artifacts import ArtifactSet, load_artifacts
+from training.dataset import UNKNOWN
+
+N_SUGGESTIONS = 3  # closest known labels offered for each unknown one
+MAX_SUGGESTED = 10  # unknown labels that get suggestions; the rest are listed without
+TopK = tuple[torch.Tensor, torch.Tensor, frozenset[int]]  # scores, label ids (best first), labels bought
+
+
+@dataclass(frozen=True)
+class ScoredLabel:
+    """One ranked label."""
+
+    rank: int
+    label_id: int
+    label: str
+    clac1: str
+    score: float
+    bought_before: bool
+
+
+@dataclass(frozen=True)
+class ClientProfile:
+    """A known client: demographics as vocabulary codes ("?" / 0 when unknown) and sessions oldest first."""
+
+    client_id: int
+    gender: str
+    age: int
+    sessions: list[list[int]]
+
+
+class TopCache:
+    """A thread-safe LRU map from client row to its top max_k; size 0 keeps nothing."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[int, TopK] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, row: int) -> TopK | None:
+        with self._lock:
+            entry = self._entries.get(row)
+            if entry is not None:
+                self._entries.move_to_end(row)
+            return entry
+
+    def put(self, row: int, entry: TopK) -> None:
+        with self._lock:
+            self._entries[row] = entry
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+class Recommender:
+    """Scores label sets for histories with the artifact set's model; thread-safe for concurrent requests."""
+
+    def __init__(self, artifacts: ArtifactSet, *, max_k: int = 100, cache_size: int = 10_000) -> None:
+        self.artifacts = artifacts
+        self.vocab = artifacts.vocab
+        self.metadata: dict[str, Any] = artifacts.metadata
+        self.max_k = min(max_k, self.vocab.n_labels)
+        self._label_ids = {name: i for i, name in enumerate(self.vocab.labels)}
+        clients = artifacts.clients
+        self._client_ids: list[int] = clients["CLNT_ID"].to_list()
+        self._row_of = {cid: row for row, cid in enumerate(self._client_ids)}
+        self._genders: list[int] = clients["gender"].to_list()
+        self._ages: list[int] = clients["age"].to_list()
+        self._sessions: list[list[list[int]]] = clients["sessions"].to_list()
+        # Doc2Vec inference reseeds the model's RNG before each call (determinism): one caller at a time.
+        self._features_lock = threading.Lock()
+        # A known client's ranking is a pure function of the loaded version (its sessions are part of the
+        # artifacts), so each client's top max_k is computed once; ~1.6 kB per client.
+        self._top = TopCache(cache_size)
+
+    @classmethod
+    def load(cls, path: Path, *, max_k: int = 100, cache_size: int = 10_000) -> Recommender:
+        """Load and verify an artifact set (raises training.errors.ArtifactError naming the file)."""
+        return cls(load_artifacts(path), max_k=max_k, cache_size=cache_size)
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    @property
+    def n_clients(self) -> int:
+        return len(self._client_ids)
+
+    def clients(self, *, limit: int, offset: int) -> list[tuple[int, int]]:
+        """(client ID, number of kept sessions) for one page of the client table, in table order."""
+        rows = range(offset, min(offset + limit, self.n_clients))
+        return [(self._client_ids[row], len(self._sessions[row])) for row in rows]
+
+    def client(self, client_id: int) -> ClientProfile:
+        """The client's demographics and sessions; UnknownClientError if not in the table."""
+        row = self._row(client_id)
+        return ClientProfile(
+            client_id=client_id,
+            gender=self.vocab.genders[self._genders[row]],
+            age=self.vocab.ages[self._ages[row]],
+            sessions=self._sessions[row],
+        )
+
+    def label_ids(self, names: Sequence[str]) -> list[int]:
+        """Vocabulary ids of label names; UnknownLabelsError listing every unknown one with suggestions."""
+        unknown = [name for name in dict.fromkeys(names) if name not in self._label_ids]
+        if unknown:
+            # difflib compares with every label: bounded, so a basket of typos cannot tie up a worker.
+            raise UnknownLabelsError(
+                {
+                    name: difflib.get_close_matches(name, self.vocab.labels, n=N_SUGGESTIONS, cutoff=0.0)
+                    if i < MAX_SUGGESTED
+                    else []
+                    for i, name in enumerate(unknown)
+                }
+            )
+        return [self._label_ids[name] for name in names]
+
+    def score_histories(
+        self, histories: Sequence[Sequence[Sequence[int]]], genders: Sequence[int], ages: Sequence[int]
+    ) -> torch.Tensor:
+        """Probabilities [B, N] for B histories (label ids, oldest session first) and vocabulary codes."""
+        with torch.inference_mode():
+            with self._features_lock:
+                inputs = self.artifacts.builder.build_batch(histories, genders, ages)
+            return torch.sigmoid(self.artifacts.model(*inputs))
+
+    def rank(self, scores: torch.Tensor, k: int, *, bought: set[int]) -> list[ScoredLabel]:
+        """The top-k of one score vector [N], best first, marking labels in `bought`."""
+        values, indices = torch.topk(scores, self._checked_k(k))
+        return self._ranked(values, indices, bought)
+
+    def _ranked(
+        self, values: torch.Tensor, indices: torch.Tensor, bought: set[int] | frozenset[int]
+    ) -> list[ScoredLabel]:
+        return [
+            ScoredLabel(
+                rank=rank,
+                label_id=label_id,
+                label=self.vocab.labels[label_id],
+                clac1=self.vocab.clac1[self.vocab.label_clac1[label_id]],
+                score=score,
+                bought_before=label_id in bought,
+            )
+            for rank, (label_id, score) in enumerate(zip(indices.tolist(), values.tolist(), strict=True), 1)
+        ]
+
+    def recommend(self, client_id: int, k: int) -> list[ScoredLabel]:
+        """Top-k for a known client from all of its kept sessions (the builder keeps the most recent)."""
+        row = self._row(client_id)
+        self._checked_k(k)
+        values, indices, bought = self._top.get(row) or self._client_top(row)
+        return self._ranked(values[:k], indices[:k], bought)
+
+    def recommend_cached(self, client_id: int, k: int) -> list[ScoredLabel] | None:
+        """The client's top-k if already computed, else None: never runs the model (event-loop safe)."""
+        row = self._row(client_id)
+        self._checked_k(k)
+        entry = self._top.get(row)
+        return None if entry is None else self._ranked(entry[0][:k], entry[1][:k], entry[2])
+
+    def _row(self, client_id: int) -> int:
+        row = self._row_of.get(client_id)
+        if row is None:
+            raise UnknownClientError(client_id)
+        return row
+
+    def _client_top(self, row: int) -> TopK:
+        sessions = self._sessions[row]
+        scores = self.score_histories([sessions], [self._genders[row]], [self._ages[row]])
+        values, indices = torch.topk(scores[0], self.max_k)
+        entry = (values, indices, frozenset(_labels_in(sessions)))
+        self._top.put(row, entry)
+        return entry
+
+    def score(
+        self,
+        *,
+        basket: Sequence[str] = (),
+        history: Sequence[Sequence[str]] = (),
+        gender: str | None = None,
+        age: int | None = None,
+        k: int = 10,
+    ) -> list[ScoredLabel]:
+        """Top-k for a custom history whose newest session is `basket`; demographics alone: cold start."""
+        named = [session for session in (*history, basket) if session]
+        self.label_ids([name for session in named for name in session])  # every unknown label, one error
+        # A session is its distinct labels in ascending id order, as in the processed data set.
+        sessions = [sorted({self._label_ids[name] for name in session}) for session in named]
+        if not sessions and gender is None and age is None:
+            raise InvalidQueryError("Nothing to score: give a basket, a history, a gender or an age")
+        self._checked_k(k)
+        scores = self.score_histories([sessions], [self._gender_code(gender)], [self._age_code(age)])
+        return self.rank(scores[0], k, bought=_labels_in(sessions))
+
+    def _checked_k(self, k: int) -> int:
+        if not 1 <= k <= self.max_k:
+            raise InvalidQueryError(f"k must be between 1 and {self.max_k}", details={"k": k})
+        return k
+
+    def _gender_code(self, gender: str | None) -> int:
+        if gender is None:
+            return UNKNOWN
+        if gender not in self.vocab.genders[1:]:
+            raise InvalidQueryError(f"Unknown gender {gender!r}", details={"known": self.vocab.genders[1:]})
+        return self.vocab.genders.index(gender)
+
+    def _age_code(self, age: int | None) -> int:
+        if age is None:
+            return UNKNOWN
+        if age not in self.vocab.ages[1:]:
+            raise InvalidQueryError(f"Unknown age {age}", details={"known": self.vocab.ages[1:]})
+        return self.vocab.ages.index(age)
+
+
+def _labels_in(sessions: Sequence[Sequence[int]]) -> set[int]:
+    return {label for session in sessions for label in session}

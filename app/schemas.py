@@ -1,0 +1,166 @@
+"""Request and response models of the API; api/openapi.py fills their examples from the loaded model."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from app.recommender import ScoredLabel
+
+Label = Annotated[str, Field(min_length=1, max_length=100, description="a CLAC3 label name")]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="machine-readable error code, e.g. unknown_client, validation_error")
+    message: str = Field(description="one sentence for people")
+    details: Any = Field(default=None, description="structured context: offending fields, suggestions")
+
+
+class ErrorResponse(BaseModel):
+    """The one shape of every error the service returns."""
+
+    error: ErrorDetail
+
+
+class Recommendation(BaseModel):
+    rank: int = Field(description="1 = best")
+    label: str = Field(description="CLAC3 label")
+    clac1: str = Field(description="the label's top category")
+    score: float = Field(description="predicted probability that the next session holds the label")
+    bought_before: bool = Field(description="the label is in the history (or basket) that was scored")
+
+    @classmethod
+    def from_scored(cls, item: ScoredLabel) -> Recommendation:
+        return cls(
+            rank=item.rank,
+            label=item.label,
+            clac1=item.clac1,
+            score=item.score,
+            bought_before=item.bought_before,
+        )
+
+
+class TrainedOn(BaseModel):
+    summary: str | None = Field(
+        default=None, description="clients, examples, profile and data folder in words"
+    )
+    source: str | None = Field(default=None, description="the data folder or data set name")
+    profile: str | None = Field(default=None, description="the preprocessing profile")
+    fingerprint: str | None = Field(default=None, description="hash of the input files")
+
+
+class ModelInfo(BaseModel):
+    version: str
+    created_at: str
+    trained_on: TrainedOn
+    metrics: dict[str, float] = Field(description="the model's metrics @10 on the held-out test sessions")
+
+
+class RecommendResponse(BaseModel):
+    client_id: int | None = Field(description="null for POST /score")
+    k: int
+    recommendations: list[Recommendation]
+    model: ModelInfo
+
+
+class ScoreRequest(BaseModel):
+    """A custom basket and/or history and/or demographics; at least one of them is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    basket: list[Label] = Field(default=[], description="labels of the current session (scored as newest)")
+    history: list[list[Label]] = Field(default=[], description="earlier sessions, oldest first")
+    gender: Literal["F", "M"] | None = None
+    age: StrictInt | None = Field(default=None, description="age by decade: 10, 20, ..., 80")
+    k: StrictInt = Field(default=10, description="how many labels to return, 1..min(max_k, label count)")
+
+
+class LabelEntry(BaseModel):
+    id: int
+    name: str
+
+
+class LabelGroup(BaseModel):
+    clac1: str
+    labels: list[LabelEntry]
+
+
+class LabelsResponse(BaseModel):
+    n_labels: int
+    groups: list[LabelGroup] = Field(description="labels grouped by top category (CLAC1)")
+
+
+class ClientSummary(BaseModel):
+    client_id: int
+    sessions: int = Field(description="number of kept sessions")
+
+
+class ClientsPage(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    clients: list[ClientSummary]
+
+
+class SessionLabel(BaseModel):
+    label: str
+    clac1: str
+
+
+class ClientDetail(BaseModel):
+    client_id: int
+    gender: str = Field(description='"F", "M" or "?" when unknown')
+    age: int = Field(description="age by decade; 0 when unknown")
+    sessions: list[list[SessionLabel]] = Field(description="kept sessions, oldest first")
+
+
+class ModelCard(BaseModel):
+    """The artifact set's metadata, without file hashes."""
+
+    version: str
+    created_at: str
+    trained_on: TrainedOn
+    model_method: str = Field(description="the model's key in `metrics`; the other keys are baselines")
+    n_labels: int
+    n_clients: int
+    metrics: dict[str, Any] = Field(description="{split: {method: {metric: value}}}, model vs baselines")
+    funnel: list[dict[str, Any]] = Field(
+        description="rows, sessions and clients after each preprocessing rule"
+    )
+    config: dict[str, Any]
+    feature_schema: dict[str, Any]
+    library_versions: dict[str, str]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    version: str
+
+
+MODEL_METHOD = "W&D"  # the model's key in metadata["metrics"][split]; the others are baselines
+
+
+def trained_on(metadata: dict[str, Any]) -> TrainedOn:
+    data = metadata.get("data") or {}
+    return TrainedOn(
+        summary=metadata.get("trained_on"),
+        source=data.get("source"),
+        profile=data.get("profile"),
+        fingerprint=data.get("fingerprint"),
+    )
+
+
+def model_info(metadata: dict[str, Any]) -> ModelInfo:
+    """The short model description attached to every ranking (GET /model has every metric)."""
+    test_metrics = metadata.get("metrics", {}).get("test", {}).get(MODEL_METHOD, {})
+    return ModelInfo(
+        version=str(metadata["version"]),
+        created_at=str(metadata["created_at"]),
+        trained_on=trained_on(metadata),
+        metrics={name: float(value) for name, value in test_metrics.items() if name.endswith("@10")},
+    )

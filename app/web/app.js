@@ -1,0 +1,208 @@
+// wdrec's page: plain DOM code over the JSON API (no build step). Data goes in via textContent only.
+"use strict";
+
+const KEY_METRICS = ["ndcg@10", "recall@10", "hit_rate@10", "map@10", "precision@10", "coverage@10"];
+const state = { basket: [], labels: [], clac1Ids: new Map(), scoreTimer: null };
+
+const $ = (selector) => document.querySelector(selector);
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.assign(node, props);
+  for (const child of children) node.append(child);
+  return node;
+}
+
+// The API answers every error as {"error": {"code", "message", "details"}}; a network failure has no body.
+class ApiError extends Error {}
+
+async function api(path, options = {}) {
+  let response;
+  try {
+    response = await fetch(path, { headers: { "Content-Type": "application/json" }, ...options });
+  } catch (err) {
+    throw new ApiError(`Server unreachable (${err.message}). Is wdrec serve running?`);
+  }
+  const body = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = body && body.error;
+    let message = error ? error.message : `HTTP ${response.status}`;
+    const suggestions = error && error.details && error.details.suggestions;
+    if (suggestions) {
+      message += " — did you mean " + Object.values(suggestions).flat().join(", ") + "?";
+    }
+    throw new ApiError(message);
+  }
+  return body;
+}
+
+function showError(node, err) {
+  node.textContent = err ? err.message : "";
+  node.hidden = !err;
+}
+
+function clac1Colour(clac1) {
+  if (!state.clac1Ids.has(clac1)) state.clac1Ids.set(clac1, state.clac1Ids.size);
+  const hue = Math.round((state.clac1Ids.get(clac1) * 137.508) % 360);  // golden angle: distinct neighbours
+  return `hsl(${hue} 70% 88%)`;
+}
+
+function chip(label, clac1) {
+  const node = el("span", { className: "chip", textContent: label, title: clac1 });
+  node.style.background = clac1Colour(clac1);
+  return node;
+}
+
+// Bars are relative to the best score of the ranking: probabilities of single labels are small.
+function fillRanking(table, recommendations) {
+  const top = Math.max(...recommendations.map((item) => item.score), 1e-9);
+  const rows = recommendations.map((item) => {
+    const bar = el("div", { className: "bar" }, el("span"), el("b", { textContent: item.score.toFixed(3) }));
+    bar.firstChild.style.width = `${((item.score / top) * 100).toFixed(1)}%`;
+    const label = el("td", {}, chip(item.label, item.clac1));
+    if (item.bought_before) {
+      label.append(el("span", { className: "bought-marker", textContent: " ★", title: "bought before" }));
+    }
+    return el("tr", { className: item.bought_before ? "bought" : "" },
+      el("td", { textContent: item.rank }), label, el("td", {}, bar));
+  });
+  table.tBodies[0].replaceChildren(...rows);
+  table.hidden = false;
+}
+
+async function lookupClient(event) {
+  event.preventDefault();
+  const id = $("#client-id").value.trim();
+  const k = $("#client-k").value;
+  showError($("#client-error"), null);
+  $("#client-result").hidden = true;
+  try {
+    if (!/^-?\d+$/.test(id)) throw new ApiError("A client ID is a whole number");
+    const [client, ranking] = await Promise.all([
+      api(`/clients/${id}`),
+      api(`/recommend/${id}?k=${encodeURIComponent(k)}`),
+    ]);
+    const gender = { F: "female", M: "male" }[client.gender] || "unknown gender";
+    const age = client.age ? `${client.age}s` : "unknown age";
+    $("#client-demographics").textContent =
+      `Client ${client.client_id}: ${gender}, ${age}, ${client.sessions.length} sessions`;
+    $("#client-sessions").replaceChildren(
+      ...client.sessions.map((session) => el("li", {}, ...session.map((l) => chip(l.label, l.clac1)))));
+    fillRanking($("#client-ranking"), ranking.recommendations);
+    $("#client-result").hidden = false;
+  } catch (err) {
+    showError($("#client-error"), err);
+  }
+}
+
+function renderBasket() {
+  const items = state.basket.map((label) => {
+    const node = chip(label.name, label.clac1);
+    node.title = "click to remove";
+    node.addEventListener("click", () => {
+      state.basket = state.basket.filter((other) => other !== label);
+      renderBasket();
+      scheduleScore();
+    });
+    return node;
+  });
+  $("#basket-items").replaceChildren(...(items.length ? items : [el("em", { textContent: "empty — pick labels below" })]));
+}
+
+function renderLabelList() {
+  const query = $("#label-search").value.trim().toLowerCase();
+  const groups = new Map();
+  for (const label of state.labels) {
+    const match = !query || label.name.toLowerCase().includes(query) || label.clac1.toLowerCase().includes(query);
+    if (!match || state.basket.includes(label)) continue;
+    if (!groups.has(label.clac1)) groups.set(label.clac1, []);
+    groups.get(label.clac1).push(label);
+  }
+  const nodes = [];
+  for (const [clac1, labels] of groups) {
+    nodes.push(el("h4", { textContent: clac1 }));
+    for (const label of labels) {
+      const button = el("button", { type: "button", className: "pick", title: `add ${label.name}` },
+        chip(label.name, label.clac1));
+      button.addEventListener("click", () => {
+        state.basket.push(label);
+        renderBasket();
+        renderLabelList();
+        scheduleScore();
+      });
+      nodes.push(button);
+    }
+  }
+  $("#label-list").replaceChildren(...(nodes.length ? nodes : [el("em", { textContent: "no label matches" })]));
+}
+
+function scheduleScore() {
+  clearTimeout(state.scoreTimer);
+  state.scoreTimer = setTimeout(scoreBasket, 150);  // one request per burst of clicks
+}
+
+async function scoreBasket() {
+  const request = { basket: state.basket.map((label) => label.name), k: Number($("#basket-k").value) };
+  if ($("#basket-gender").value) request.gender = $("#basket-gender").value;
+  if ($("#basket-age").value) request.age = Number($("#basket-age").value);
+  showError($("#basket-error"), null);
+  if (!request.basket.length && !request.gender && !request.age) {
+    $("#basket-ranking").hidden = true;
+    return;
+  }
+  try {
+    const ranking = await api("/score", { method: "POST", body: JSON.stringify(request) });
+    fillRanking($("#basket-ranking"), ranking.recommendations);
+  } catch (err) {
+    $("#basket-ranking").hidden = true;
+    showError($("#basket-error"), err);
+  }
+}
+
+function renderModelCard(card) {
+  const data = card.trained_on;
+  const facts = [
+    ["version", card.version],
+    ["trained", new Date(card.created_at).toLocaleString()],
+    ["data", [data.source, data.profile && `profile ${data.profile}`].filter(Boolean).join(", ") || "unknown"],
+    ["size", `${card.n_labels} labels, ${card.n_clients} clients`],
+  ];
+  $("#model-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
+  const test = card.metrics.test || {};
+  const methods = Object.keys(test);
+  if (!methods.length) return;
+  const available = Object.keys(test[methods[0]]);
+  const columns = KEY_METRICS.filter((m) => available.includes(m));
+  const table = $("#model-metrics");
+  table.tHead.replaceChildren(el("tr", {}, el("th", { textContent: "test set" }),
+    ...columns.map((c) => el("th", { textContent: c }))));
+  table.tBodies[0].replaceChildren(...methods.map((method) => el("tr",
+    { className: method === card.model_method ? "model-row" : "" },
+    el("td", { textContent: method }),
+    ...columns.map((c) => el("td", { textContent: (test[method][c] ?? NaN).toFixed(4) })))));
+}
+
+async function loadCatalog() {
+  try {
+    const [labels, card, clients] = await Promise.all([api("/labels"), api("/model"), api("/clients?limit=20")]);
+    state.labels = labels.groups.flatMap((g) => g.labels.map((l) => ({ name: l.name, clac1: g.clac1 })));
+    labels.groups.forEach((g) => clac1Colour(g.clac1));
+    renderLabelList();
+    renderModelCard(card);
+    $("#client-ids").replaceChildren(...clients.clients.map((c) => el("option", { value: c.client_id })));
+    if (clients.clients.length) $("#client-id").placeholder = `e.g. ${clients.clients[0].client_id}`;
+  } catch (err) {
+    showError($("#global-error"), err);
+    showError($("#model-error"), err);
+  }
+}
+
+function init() {
+  for (let age = 10; age <= 80; age += 10) $("#basket-age").append(el("option", { value: age, textContent: `${age}s` }));
+  $("#lookup-form").addEventListener("submit", lookupClient);
+  $("#label-search").addEventListener("input", renderLabelList);
+  for (const id of ["#basket-gender", "#basket-age", "#basket-k"]) $(id).addEventListener("change", scheduleScore);
+  loadCatalog();
+}
+
+init();

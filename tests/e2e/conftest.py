@@ -1,0 +1,79 @@
+"""A real `wdrec serve` process over the session's tiny artifacts, called over loopback HTTP."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+WDREC = Path(sys.executable).with_name("wdrec")  # the console script installed beside this interpreter
+STARTUP_SECONDS = 60.0  # generous: other test runs may share the 2 cores
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"wdrec serve exited with {server.process.returncode}:\n{server.log.read_text()}"
+            )
+        try:
+            if httpx.get(f"{server.url}/ready", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"wdrec serve not ready after {STARTUP_SECONDS} s:\n{server.log.read_text()}")
+
+
+def stop(server: Server) -> int:
+    """SIGTERM and wait for the PID (uvicorn takes a moment to finish its shutdown)."""
+    server.process.send_signal(signal.SIGTERM)
+    return server.process.wait(timeout=30)
+
+
+@contextmanager
+def running_server(artifacts: Path, log: Path) -> Iterator[Server]:
+    """`wdrec serve` on a free port; on exit, SIGTERM it and check that uvicorn shut down gracefully."""
+    port = free_port()
+    command = [str(WDREC), "serve", "--artifacts", str(artifacts), "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", process, log)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        returncode = stop(server) if process.poll() is None else process.returncode
+    # uvicorn finishes its shutdown, then re-raises the signal it caught: killed by SIGTERM, cleanly.
+    assert returncode == -signal.SIGTERM, log.read_text()
+    assert "Application shutdown complete" in log.read_text()
+
+
+@pytest.fixture(scope="session")
+def server(tiny_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the session's HTTP and browser tests."""
+    with running_server(tiny_artifacts, tmp_path_factory.mktemp("server") / "serve.log") as running:
+        yield running

@@ -1,0 +1,129 @@
+"""The page at `/` in Debian's Chromium (driven by Playwright) against a real `wdrec serve`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+
+from tests.e2e.conftest import Server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "results" / "web.png"  # the one kept, current PNG
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    opened = context.new_page()
+    opened.goto(server.url + "/")
+    yield opened
+    context.close()
+
+
+def known_client(server: Server) -> int:
+    return int(httpx.get(f"{server.url}/clients", params={"limit": 1}).json()["clients"][0]["client_id"])
+
+
+def look_up(page: Page, client_id: object, k: int) -> None:
+    page.fill("#client-id", str(client_id))
+    page.fill("#client-k", str(k))
+    page.click("#lookup-form button[type=submit]")
+
+
+def test_page_loads_model_card_labels_and_docs_link(page: Page, server: Server) -> None:
+    version = httpx.get(f"{server.url}/model").json()["version"]
+    expect(page.locator("#model-facts")).to_contain_text(version)
+    expect(page.locator("#model-metrics tr.model-row")).to_have_count(1)
+    expect(page.locator("#model-metrics tbody tr")).not_to_have_count(1)  # baselines beside the model
+    expect(page.locator("#label-list .pick").first).to_be_visible()
+    assert page.get_attribute("#docs-link", "href") == "/docs"
+    expect(page.locator("#global-error")).to_be_hidden()
+
+
+def test_known_client_shows_k_rows_sessions_and_bars(page: Page, server: Server) -> None:
+    look_up(page, known_client(server), 7)
+    expect(page.locator("#client-ranking tbody tr")).to_have_count(7)
+    expect(page.locator("#client-sessions li")).not_to_have_count(0)
+    expect(page.locator("#client-demographics")).to_contain_text("sessions")
+    widths = page.locator("#client-ranking .bar span").evaluate_all("bars => bars.map(b => b.style.width)")
+    assert len(widths) == 7 and all(w.endswith("%") for w in widths)
+
+
+def test_unknown_client_shows_the_error(page: Page) -> None:
+    look_up(page, 999999999, 5)
+    expect(page.locator("#client-error")).to_have_text("Client 999999999 not found")
+    expect(page.locator("#client-result")).to_be_hidden()
+
+
+def test_basket_gives_scores_for_the_picked_labels(page: Page) -> None:
+    first = page.locator("#label-list .pick").first
+    label = first.inner_text()
+    page.fill("#label-search", label)
+    page.locator("#label-list .pick").first.click()
+    expect(page.locator("#basket-items .chip")).to_have_text([label])
+    expect(page.locator("#basket-ranking tbody tr")).to_have_count(10)
+    page.select_option("#basket-gender", "F")
+    page.select_option("#basket-age", "30")
+    page.fill("#basket-k", "4")
+    page.press("#basket-k", "Enter")
+    page.locator("#basket-k").blur()
+    expect(page.locator("#basket-ranking tbody tr")).to_have_count(4)
+
+
+def test_server_unreachable_shows_the_error(page: Page, server: Server) -> None:
+    def refuse(route: Route) -> None:
+        route.abort("connectionrefused")
+
+    page.route("**/clients/**", refuse)
+    page.route("**/recommend/**", refuse)
+    look_up(page, known_client(server), 5)
+    expect(page.locator("#client-error")).to_contain_text("Server unreachable")
+
+
+def test_phone_width_has_no_horizontal_scroll(browser: Browser, server: Server) -> None:
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    phone = context.new_page()
+    phone.goto(server.url + "/")
+    look_up(phone, known_client(server), 10)
+    expect(phone.locator("#client-ranking tbody tr")).to_have_count(10)
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    context.close()
+
+
+def test_screenshot_of_a_lookup_and_a_basket(page: Page, server: Server) -> None:
+    look_up(page, known_client(server), 5)
+    for pick in range(2):
+        page.locator("#label-list .pick").nth(pick * 7).click()
+    page.select_option("#basket-gender", "F")
+    expect(page.locator("#client-ranking tbody tr")).to_have_count(5)
+    expect(page.locator("#basket-ranking tbody tr")).to_have_count(10)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

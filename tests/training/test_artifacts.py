@@ -1,0 +1,102 @@
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import torch
+
+from tests.training.synthetic import make_processed, tiny_config, tiny_encoder
+from training.artifacts import CURRENT, load_artifacts, write_artifacts
+from training.errors import ArtifactError
+from training.features import FeatureSchema
+from training.pipeline import client_records, clients_frame
+from training.train import build_model
+
+
+@pytest.fixture(scope="module")
+def parts() -> dict[str, Any]:
+    data, config = make_processed(n_clients=12), tiny_config()
+    schema = FeatureSchema.create(data.vocab, config)
+    torch.manual_seed(0)
+    return {
+        "model": build_model(schema, data.vocab, config, mode="wide_deep").eval(),
+        "encoder": tiny_encoder(data, config),
+        "vocab": data.vocab,
+        "clients": clients_frame(client_records(data)),
+        "metadata": {"feature_schema": schema.to_json(), "n_labels": data.vocab.n_labels},
+    }
+
+
+def write(root: Path, parts: dict[str, Any], **extra: Any) -> Path:
+    return write_artifacts(root, fingerprint="0123456789abcdef", **parts, **extra)
+
+
+def test_write_then_load_round_trip_scores_equal(tmp_path: Path, parts: dict[str, Any]) -> None:
+    version = write(tmp_path, parts)
+    loaded = load_artifacts(tmp_path)
+    assert loaded.path == version.resolve()
+    assert os.readlink(tmp_path / CURRENT) == version.name  # relative link
+    assert set(loaded.metadata["files"]) == {"model.pt", "doc2vec.model", "vocab.json", "clients.parquet"}
+    assert loaded.metadata["version"] == version.name and version.name.endswith("-01234567")
+    histories = [list(s[:-1]) for s in loaded.clients["sessions"].to_list()[:3]]
+    inputs = loaded.builder.build_batch(
+        histories, loaded.clients["gender"][:3].to_list(), loaded.clients["age"][:3].to_list()
+    )
+    with torch.inference_mode():
+        assert torch.allclose(loaded.model(*inputs), parts["model"](*inputs), atol=1e-6)
+    assert loaded.clients.schema["sessions"] == pl.List(pl.List(pl.Int32))
+
+
+def test_load_version_folder_directly(tmp_path: Path, parts: dict[str, Any]) -> None:
+    version = write(tmp_path, parts)
+    assert load_artifacts(version).metadata["version"] == version.name
+
+
+def test_second_write_switches_current(tmp_path: Path, parts: dict[str, Any]) -> None:
+    first = write(tmp_path, parts)
+    second = write(tmp_path, parts)
+    assert first != second
+    assert (tmp_path / CURRENT).resolve() == second.resolve()
+
+
+def test_failed_write_leaves_current_and_no_partial_folder(tmp_path: Path, parts: dict[str, Any]) -> None:
+    first = write(tmp_path, parts)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(
+        FileNotFoundError
+    ):  # the report file vanished: the write fails after the model is saved
+        write(tmp_path, parts, extra_files={"report.md": tmp_path / "missing.md"})
+    assert (tmp_path / CURRENT).resolve() == first.resolve()
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert load_artifacts(tmp_path).metadata["version"] == first.name
+
+
+@pytest.mark.parametrize("name", ["model.pt", "clients.parquet", "doc2vec.model"])
+def test_corrupt_file_raises_artifact_error_naming_it(
+    tmp_path: Path, parts: dict[str, Any], name: str
+) -> None:
+    version = write(tmp_path, parts)
+    with (version / name).open("ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(ArtifactError, match=re.escape(f"{name}: SHA-256 mismatch")):
+        load_artifacts(tmp_path)
+
+
+def test_missing_file_or_checksum_raises_artifact_error(tmp_path: Path, parts: dict[str, Any]) -> None:
+    version = write(tmp_path, parts)
+    (version / "vocab.json").unlink()
+    with pytest.raises(ArtifactError, match=re.escape("vocab.json: missing")):
+        load_artifacts(version)
+    meta = json.loads((version / "metadata.json").read_text())
+    del meta["files"]["vocab.json"]
+    (version / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=re.escape("no checksum listed for vocab.json")):
+        load_artifacts(version)
+
+
+def test_load_without_artifacts_raises_artifact_error(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match=re.escape("no metadata.json")):
+        load_artifacts(tmp_path)

@@ -1,0 +1,62 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+
+from tests.training.synthetic import make_processed, tiny_config, tiny_encoder
+from training.doc2vec import Doc2VecEncoder
+
+HISTORY = [[0, 7], [7, 13, 20]]
+
+
+def test_doc2vec_multiword_label_names_stay_one_token() -> None:
+    data = make_processed(n_clients=20)
+    encoder = tiny_encoder(data, tiny_config())
+    assert "패션 잡화 품목0" in encoder.model.wv.key_to_index
+    assert "패션" not in encoder.model.wv.key_to_index
+
+
+def test_infer_same_history_twice_gives_identical_vectors() -> None:
+    encoder = tiny_encoder(make_processed(n_clients=20), tiny_config())
+    first, second = encoder.infer([HISTORY, HISTORY[:1]]), encoder.infer([HISTORY])
+    assert first.shape == (2, 8) and first.dtype == np.float32
+    np.testing.assert_array_equal(first[0], second[0])
+    assert not np.array_equal(first[0], first[1])
+
+
+def test_infer_empty_or_unknown_history_gives_zero_vector() -> None:
+    encoder = tiny_encoder(make_processed(n_clients=20), tiny_config())
+    assert not encoder.infer([[]]).any()
+    assert not encoder.infer_words(["never seen"]).any()
+
+
+def test_doc2vec_training_is_reproducible() -> None:
+    data, config = make_processed(n_clients=20), tiny_config()
+    np.testing.assert_array_equal(
+        tiny_encoder(data, config).model.wv.vectors, tiny_encoder(data, config).model.wv.vectors
+    )
+
+
+def test_infer_in_another_process_with_other_hash_seed_is_identical(tmp_path: Path) -> None:
+    data = make_processed(n_clients=20)
+    encoder = tiny_encoder(data, tiny_config())
+    encoder.save(tmp_path / "d2v.model")
+    loaded = Doc2VecEncoder.load(tmp_path / "d2v.model", data.vocab.labels, epochs=5, seed=42)
+    expected = loaded.infer([HISTORY])[0]
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from tests.training.synthetic import make_vocab
+        from training.doc2vec import Doc2VecEncoder
+        from pathlib import Path
+        enc = Doc2VecEncoder.load(Path("d2v.model"), make_vocab().labels, epochs=5, seed=42)
+        np.save("vec.npy", enc.infer([{HISTORY!r}])[0])
+    """)
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(Path(__file__).parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(np.load(tmp_path / "vec.npy"), expected)

@@ -1,0 +1,134 @@
+import math
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from training.artifacts import script_model
+from training.features import PAD, FeatureSchema
+from training.model import DECAYS, WideAndDeep
+
+LABEL_CLAC1 = [0, 0, 1, 1, 2, 2, 2]  # 7 labels under 3 CLAC1
+SCHEMA = FeatureSchema(
+    max_sessions=4,
+    max_labels=3,
+    doc_dim=5,
+    n_labels=7,
+    n_clac1=3,
+    n_genders=3,
+    n_ages=9,
+    d2v_infer_epochs=5,
+    d2v_seed=1,
+)
+HIST = torch.tensor(
+    [
+        [[PAD, PAD, PAD], [0, 1, PAD], [2, PAD, PAD], [0, 3, 4]],  # 3 sessions, newest holds 0, 3, 4
+        [[PAD, PAD, PAD], [PAD, PAD, PAD], [PAD, PAD, PAD], [PAD, PAD, PAD]],  # no history (cold start)
+    ]
+)
+GENDER, AGE = torch.tensor([1, 2]), torch.tensor([3, 0])
+
+
+def make_model(mode: str = "wide_deep") -> WideAndDeep:
+    torch.manual_seed(0)
+    model = WideAndDeep(
+        SCHEMA, LABEL_CLAC1, mode=mode, hidden=(16, 8), label_emb_dim=4, cross_rank=2, copurchase_rank=3
+    )
+    with torch.no_grad():  # non-zero wide weights so every wide term shows in the output
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def reference_wide_inputs(hist: list[list[list[int]]], gender: int, age: int) -> dict[str, list[float]]:
+    """Plain-Python version of WideAndDeep.wide_inputs for one example."""
+    s, n, c = len(hist), len(LABEL_CLAC1), 3
+    nonempty = [sess for sess in hist if any(i != PAD for i in sess)]
+    repeat, seen_clac1 = [], set()
+    for label in range(n):
+        holding = [j for j, sess in enumerate(hist) if label in sess]
+        count = len(holding)
+        recency = 1 / (1 + (s - 1 - max(holding))) if holding else 0.0
+        decayed = [sum(d ** (s - 1 - j) for j in holding) for d in DECAYS]
+        newest = 1.0 if label in hist[-1] else 0.0
+        repeat += [math.log1p(count), count / max(len(nonempty), 1), recency, newest, *decayed]
+        if holding:
+            seen_clac1.add(LABEL_CLAC1[label])
+    clac1 = [1.0 if k in seen_clac1 else 0.0 for k in range(c)]
+    demo = [float((gender * 9 + age) * c + k) for k in range(c)]  # the cross ids; active where clac1 is 1
+    pair = [1.0 if i < j and i in seen_clac1 and j in seen_clac1 else 0.0 for i in range(c) for j in range(c)]
+    return {"repeat": repeat, "clac1": clac1, "demo_cross": demo, "pair": pair}
+
+
+@pytest.mark.parametrize("mode", ["wide_deep", "wide", "deep"])
+def test_forward_returns_one_logit_per_label(mode: str) -> None:
+    logits = make_model(mode)(HIST, GENDER, AGE, torch.randn(2, 5))
+    assert logits.shape == (2, 7)
+    assert logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+
+
+def test_wide_inputs_equal_plain_python_reference() -> None:
+    features = make_model().wide_inputs(HIST, GENDER, AGE)
+    for b in range(2):
+        expected = reference_wide_inputs(HIST[b].tolist(), int(GENDER[b]), int(AGE[b]))
+        for name, values in expected.items():
+            assert features[name][b].flatten().tolist() == pytest.approx(values, abs=1e-6), name
+
+
+def test_parts_sum_to_forward_and_ablations_zero_a_part() -> None:
+    doc = torch.randn(2, 5)
+    model = make_model()
+    wide, deep = model.parts(HIST, GENDER, AGE, doc)
+    assert torch.allclose(wide + deep, model(HIST, GENDER, AGE, doc))
+    assert not torch.all(wide == 0) and not torch.all(deep == 0)
+    assert torch.all(make_model("wide").parts(HIST, GENDER, AGE, doc)[1] == 0)
+    assert torch.all(make_model("deep").parts(HIST, GENDER, AGE, doc)[0] == 0)
+
+
+def test_repeat_weight_raises_a_rebought_label() -> None:
+    model = make_model("wide")
+    doc = torch.zeros(2, 5)
+    before = model(HIST, GENDER, AGE, doc)[0, 0] - model(HIST, GENDER, AGE, doc)[1, 0]
+    with torch.no_grad():
+        model.repeat_shared[0] += 1.0  # log1p(count) weight: label 0 was bought in 2 sessions
+    after = model(HIST, GENDER, AGE, doc)[0, 0] - model(HIST, GENDER, AGE, doc)[1, 0]
+    assert float((after - before).detach()) == pytest.approx(math.log1p(2), abs=1e-5)
+
+
+def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path) -> None:
+    model, doc = make_model(), torch.randn(2, 5)
+    script_model(model).save(str(tmp_path / "model.pt"))
+    torch.save(
+        {"inputs": (HIST, GENDER, AGE, doc), "expected": model(HIST, GENDER, AGE, doc)}, tmp_path / "case.pt"
+    )
+    # -I -S: no user site, no PYTHONPATH, no .pth files (so not the editable install of this project).
+    code = textwrap.dedent(f"""
+        import sys, warnings
+        sys.path.append({sysconfig.get_paths()["purelib"]!r})
+        import importlib.util
+        assert importlib.util.find_spec("training") is None, "the project is importable"
+        import torch
+        warnings.simplefilter("ignore")
+        model = torch.jit.load("model.pt")
+        case = torch.load("case.pt")
+        logits = model(*case["inputs"])
+        wide, deep = model.parts(*case["inputs"])
+        assert torch.allclose(logits, case["expected"], atol=1e-6), (logits, case["expected"])
+        assert torch.allclose(wide + deep, logits, atol=1e-6)
+        print("ok")
+    """)
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"

@@ -1,0 +1,207 @@
+"""Write, read and verify a versioned artifact set; switch `root/current` atomically.
+
+Writing goes to a hidden temporary sibling folder; every file is fsynced, the folder is renamed to its
+version name, and only then does `current` (a relative symlink) move, by os.replace of a temporary symlink.
+A run that fails or dies at any point before that leaves `current` where it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+
+from training.dataset import Vocabulary
+from training.doc2vec import Doc2VecEncoder
+from training.errors import ArtifactError
+from training.features import FeatureBuilder, FeatureSchema
+
+MODEL, DOC2VEC, VOCAB, METADATA, CLIENTS = (
+    "model.pt",
+    "doc2vec.model",
+    "vocab.json",
+    "metadata.json",
+    "clients.parquet",
+)
+CURRENT = "current"
+CLIENTS_SCHEMA: dict[str, Any] = {
+    "CLNT_ID": pl.Int64,
+    "gender": pl.Int16,
+    "age": pl.Int16,
+    "sessions": pl.List(pl.List(pl.Int32)),
+}
+
+
+@dataclass(frozen=True)
+class ArtifactSet:
+    """A loaded, verified artifact version: everything serving needs."""
+
+    path: Path  # the version folder
+    model: torch.jit.ScriptModule
+    encoder: Doc2VecEncoder
+    vocab: Vocabulary
+    metadata: dict[str, Any]
+    clients: pl.DataFrame
+    builder: FeatureBuilder
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def script_model(model: torch.nn.Module) -> torch.jit.ScriptModule:
+    """TorchScript of `model` in eval mode (torch warns that TorchScript is deprecated: known, silenced)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted: torch.jit.ScriptModule = torch.jit.script(model.eval())
+    return scripted
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _new_version(root: Path, fingerprint: str, now: dt.datetime) -> str:
+    base = f"{now:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}"
+    version, n = base, 1
+    while (root / version).exists():
+        n += 1
+        version = f"{base}-{n}"
+    return version
+
+
+def _write_payload(
+    stage: Path,
+    *,
+    model: torch.nn.Module,
+    encoder: Doc2VecEncoder,
+    vocab: Vocabulary,
+    clients: pl.DataFrame,
+    extra_files: Mapping[str, Path],
+) -> None:
+    script_model(model).save(str(stage / MODEL))
+    encoder.save(stage / DOC2VEC)
+    (stage / VOCAB).write_text(json.dumps(vocab.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
+    clients.select(pl.col(name).cast(dtype) for name, dtype in CLIENTS_SCHEMA.items()).write_parquet(
+        stage / CLIENTS
+    )
+    for name, source in extra_files.items():
+        shutil.copyfile(source, stage / name)
+
+
+def switch_current(root: Path, version: str) -> None:
+    """Point root/current at `version` with one atomic rename of a fresh relative symlink."""
+    tmp = root / f".{CURRENT}.{version}.tmp"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(version, tmp)
+    os.replace(tmp, root / CURRENT)
+    _fsync(root)
+
+
+def write_artifacts(
+    root: Path,
+    *,
+    model: torch.nn.Module,
+    encoder: Doc2VecEncoder,
+    vocab: Vocabulary,
+    clients: pl.DataFrame,
+    metadata: Mapping[str, Any],
+    fingerprint: str,
+    extra_files: Mapping[str, Path] | None = None,
+) -> Path:
+    """Write root/<version>/ (model, Doc2Vec, vocab, clients, `extra_files`, metadata with SHA-256 of each
+    file) and switch root/current to it; return the version folder."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    version = _new_version(root, fingerprint, now)
+    stage = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
+    try:
+        _write_payload(
+            stage, model=model, encoder=encoder, vocab=vocab, clients=clients, extra_files=extra_files or {}
+        )
+        files = {p.name: sha256_file(p) for p in sorted(stage.iterdir())}
+        full = {
+            "version": version,
+            "created_at": now.isoformat(timespec="seconds"),
+            **metadata,
+            "files": files,
+        }
+        (stage / METADATA).write_text(json.dumps(full, ensure_ascii=False, indent=1), encoding="utf-8")
+        for path in stage.iterdir():
+            _fsync(path)
+        _fsync(stage)
+        os.rename(stage, root / version)
+        _fsync(root)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    switch_current(root, version)
+    return root / version
+
+
+def resolve_version(path: Path) -> Path:
+    """A version folder as given, or the target of path/current."""
+    path = Path(path)
+    if (path / METADATA).exists():
+        return path
+    if (path / CURRENT).exists():
+        return (path / CURRENT).resolve()
+    raise ArtifactError(f"{path}: no {METADATA} and no '{CURRENT}' version (train first: wdrec train)")
+
+
+def _verify(version_dir: Path) -> dict[str, Any]:
+    meta_path = version_dir / METADATA
+    try:
+        metadata: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{meta_path}: unreadable ({exc})") from exc
+    for name in (MODEL, DOC2VEC, VOCAB, CLIENTS):
+        if name not in metadata.get("files", {}):
+            raise ArtifactError(f"{meta_path}: no checksum listed for {name}")
+    for name, expected in metadata["files"].items():
+        file = version_dir / name
+        if not file.is_file():
+            raise ArtifactError(f"{file}: missing")
+        if sha256_file(file) != expected:
+            raise ArtifactError(f"{file}: SHA-256 mismatch (corrupt or modified)")
+    return metadata
+
+
+def load_artifacts(path: Path) -> ArtifactSet:
+    """Load and verify the version at `path` (a version folder, or a root whose `current` is followed)."""
+    version_dir = resolve_version(path)
+    metadata = _verify(version_dir)
+    vocab = Vocabulary.from_json(json.loads((version_dir / VOCAB).read_text(encoding="utf-8")))
+    schema = FeatureSchema.from_json(metadata["feature_schema"])
+    encoder = Doc2VecEncoder.load(
+        version_dir / DOC2VEC, vocab.labels, epochs=schema.d2v_infer_epochs, seed=schema.d2v_seed
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = torch.jit.load(str(version_dir / MODEL), map_location="cpu")
+    model.eval()
+    clients = pl.read_parquet(version_dir / CLIENTS)
+    builder = FeatureBuilder(vocab, schema, encoder)
+    return ArtifactSet(version_dir, model, encoder, vocab, metadata, clients, builder)

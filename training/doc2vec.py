@@ -1,0 +1,126 @@
+"""Doc2Vec over sessions as documents of CLAC3 names: training and deterministic inference.
+
+A session is a document whose words are its CLAC3 label names; a name with spaces stays one token because
+documents are passed to gensim as token lists, never as text. A history's vector is the vector of one
+document, its most recent `max_sessions` sessions concatenated: one inference per client (serving pays
+for it on every request) and the words of different sessions share one context, which is the point.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from gensim.models.doc2vec import Doc2Vec, TaggedDocument
+from gensim.models.doc2vec_inner import train_document_dbow, train_document_dm
+
+from training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+History = Sequence[Sequence[int]]  # sessions oldest first, each a list of label ids
+
+
+def train_doc2vec(sessions: Sequence[Sequence[int]], labels: Sequence[str], config: TrainConfig) -> Doc2Vec:
+    """Train on `sessions` (label-id lists); the caller passes context and train-target sessions only.
+
+    One worker and a fixed seed make training reproducible (gensim's threads race on shared weights).
+    """
+    documents = [TaggedDocument([labels[i] for i in session], [n]) for n, session in enumerate(sessions)]
+    model = Doc2Vec(
+        vector_size=config.d2v_vector_size,
+        dm=config.d2v_dm,
+        window=config.d2v_window,
+        negative=config.d2v_negative,
+        min_count=1,  # every label is a real category; rare ones still deserve a word vector
+        sample=0,  # no down-sampling: frequent labels are the re-purchases we care about
+        epochs=config.d2v_epochs,
+        workers=1,
+        seed=config.seed,
+    )
+    model.build_vocab(documents)
+    model.train(documents, total_examples=len(documents), epochs=model.epochs)
+    log.info("doc2vec: %d documents, %d words, dm=%d", len(documents), len(model.wv), config.d2v_dm)
+    return model
+
+
+class Doc2VecEncoder:
+    """Deterministic `infer_vector`: the same history gives the same vector in every process.
+
+    gensim's `infer_vector` draws from `model.random` (negative samples, PV-DM windows) and seeds the
+    starting vector with Python's `hash()` of the text, which changes between processes unless
+    PYTHONHASHSEED is fixed. So this runs gensim's own inference routine with the RNG reseeded per call and
+    a starting vector seeded by a CRC32 of the words, with a fixed number of epochs.
+    """
+
+    def __init__(self, model: Doc2Vec, labels: Sequence[str], *, epochs: int, seed: int) -> None:
+        self.model = model
+        self.labels = list(labels)
+        self.epochs = epochs
+        self.seed = seed
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.vector_size)
+
+    def infer_words(self, words: Sequence[str]) -> np.ndarray:
+        """The vector of one document; an empty document (no known word) gives the zero vector."""
+        model = self.model
+        words = [w for w in words if w in model.wv.key_to_index]
+        vector = np.zeros((1, self.dim), dtype=np.float32)
+        if not words:
+            return vector[0]
+        start = np.random.default_rng(zlib.crc32("\x1f".join(words).encode()) ^ self.seed)
+        vector[0] = (start.random(self.dim, dtype=np.float32) - 0.5) / self.dim
+        model.random = np.random.RandomState(self.seed)
+        lockf = np.ones(1, dtype=np.float32)
+        work = np.zeros(model.layer1_size, dtype=np.float32)
+        neu1 = np.zeros(model.layer1_size, dtype=np.float32)
+        alpha, min_alpha = model.alpha, model.min_alpha
+        step = (alpha - min_alpha) / max(self.epochs - 1, 1)
+        for _ in range(self.epochs):
+            if model.sg:
+                train_document_dbow(
+                    model,
+                    words,
+                    [0],
+                    alpha,
+                    work,
+                    learn_words=False,
+                    learn_hidden=False,
+                    doctag_vectors=vector,
+                    doctags_lockf=lockf,
+                )
+            else:
+                train_document_dm(
+                    model,
+                    words,
+                    [0],
+                    alpha,
+                    work,
+                    neu1,
+                    learn_words=False,
+                    learn_hidden=False,
+                    doctag_vectors=vector,
+                    doctags_lockf=lockf,
+                )
+            alpha -= step
+        return vector[0]
+
+    def infer(self, histories: Sequence[History]) -> np.ndarray:
+        """float32 [B, D]: one vector per history, its sessions' label names as one document."""
+        out = np.zeros((len(histories), self.dim), dtype=np.float32)
+        for b, history in enumerate(histories):
+            out[b] = self.infer_words([self.labels[i] for session in history for i in session])
+        return out
+
+    def save(self, path: Path) -> None:
+        # One file (no side .npy arrays), so the artifact set lists and checksums exactly one name.
+        self.model.save(str(path), sep_limit=2**62)
+
+    @classmethod
+    def load(cls, path: Path, labels: Sequence[str], *, epochs: int, seed: int) -> Doc2VecEncoder:
+        return cls(Doc2Vec.load(str(path)), labels, epochs=epochs, seed=seed)

@@ -1,0 +1,168 @@
+"""The feature schema and the one way to turn histories into model inputs (training and serving alike).
+
+Only raw ids leave this module: every wide cross and repeat feature is computed inside the model's graph
+(training/model.py), so the exported model cannot disagree with the code that trained it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+import torch
+
+from training.config import TrainConfig
+from training.dataset import Vocabulary
+
+PAD = -1  # id of an empty slot in `hist`
+
+# What the model derives from the raw inputs, as data: metadata.json carries it for readers and reviewers.
+WIDE_FEATURES = (
+    "clac1_multi_hot: CLAC1 of any history label",
+    "clac1_x_gender_x_age: CLAC1 multi-hot crossed with gender and age code",
+    "clac1_pair_x_age: unordered CLAC1 pairs of the history crossed with age code (low-rank weight)",
+    "repeat: per label log1p(sessions holding it), share of sessions, recency 1/(1+sessions ago), "
+    "decayed count (0.7^sessions ago); weights = shared vector + per-label offset",
+    "copurchase: share vector of the history through a low-rank label x label map",
+)
+DEEP_FEATURES = ("gender embedding", "age embedding", "doc_vec", "mean label embedding of the history")
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Shapes and sizes both sides agree on; written to metadata.json["feature_schema"]."""
+
+    max_sessions: int  # S
+    max_labels: int  # L
+    doc_dim: int  # D
+    n_labels: int  # N
+    n_clac1: int  # C
+    n_genders: int
+    n_ages: int
+    d2v_infer_epochs: int
+    d2v_seed: int
+    wide_features: tuple[str, ...] = WIDE_FEATURES
+    deep_features: tuple[str, ...] = DEEP_FEATURES
+
+    @classmethod
+    def create(cls, vocab: Vocabulary, config: TrainConfig) -> FeatureSchema:
+        return cls(
+            max_sessions=config.max_sessions,
+            max_labels=config.max_labels,
+            doc_dim=config.d2v_vector_size,
+            n_labels=vocab.n_labels,
+            n_clac1=len(vocab.clac1),
+            n_genders=len(vocab.genders),
+            n_ages=len(vocab.ages),
+            d2v_infer_epochs=config.d2v_infer_epochs,
+            d2v_seed=config.seed,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureSchema:
+        values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
+        for name in ("wide_features", "deep_features"):
+            if name in values:
+                values[name] = tuple(values[name])
+        return cls(**values)
+
+
+class ModelInputs(NamedTuple):
+    """The model's four raw inputs, in call order."""
+
+    hist: torch.Tensor  # int64 [B, S, L], right-aligned (newest session at S-1), padded with PAD
+    gender: torch.Tensor  # int64 [B]
+    age: torch.Tensor  # int64 [B]
+    doc_vec: torch.Tensor  # float32 [B, D]
+
+
+@dataclass(frozen=True)
+class ClientRecord:
+    """One client: demographics (vocab indices) and every kept session, oldest first."""
+
+    clnt_id: int
+    gender: int
+    age: int
+    sessions: list[list[int]]
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Next-session examples: predict `targets[i]` from `histories[i]` and the demographics."""
+
+    clnt_ids: list[int]
+    histories: list[list[list[int]]]
+    genders: list[int]
+    ages: list[int]
+    targets: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def target_positions(n_sessions: int, split: str) -> range:
+    """Positions of a client's target sessions per the split rule of CONTRACTS.md (n-1 test, n-2 valid,
+    1..n-3 train); a client too short for a split contributes nothing to it."""
+    first = {"test": n_sessions - 1, "valid": n_sessions - 2, "train": 1}[split]
+    stop = n_sessions - 2 if split == "train" else first + 1
+    return range(max(first, 1), stop)
+
+
+def split_examples(records: Sequence[ClientRecord], split: str) -> Examples:
+    """Every example of `split` ("train", "valid" or "test"): a target session and all sessions before it."""
+    rows = [(r, t) for r in records for t in target_positions(len(r.sessions), split)]
+    return Examples(
+        clnt_ids=[r.clnt_id for r, _ in rows],
+        histories=[r.sessions[:t] for r, t in rows],
+        genders=[r.gender for r, _ in rows],
+        ages=[r.age for r, _ in rows],
+        targets=[r.sessions[t] for r, t in rows],
+    )
+
+
+def history_before_valid(record: ClientRecord) -> list[list[int]]:
+    """Context and train-target sessions: what Doc2Vec and the baselines may learn from."""
+    return record.sessions[: max(len(record.sessions) - 2, 0)]
+
+
+class HistoryEncoder(Protocol):
+    def infer(self, histories: Sequence[Sequence[Sequence[int]]]) -> np.ndarray: ...
+
+
+class FeatureBuilder:
+    """Histories + demographics -> ModelInputs; the only batch constructor of training and serving."""
+
+    def __init__(self, vocab: Vocabulary, schema: FeatureSchema, encoder: HistoryEncoder) -> None:
+        self.vocab = vocab
+        self.schema = schema
+        self.encoder = encoder
+
+    def recent(self, history: Sequence[Sequence[int]]) -> list[list[int]]:
+        """The sessions the model sees: the newest S, each cut to its first L labels."""
+        start = max(len(history) - self.schema.max_sessions, 0)
+        return [list(session)[: self.schema.max_labels] for session in history[start:]]
+
+    def build_batch(
+        self, histories: Sequence[Sequence[Sequence[int]]], genders: Sequence[int], ages: Sequence[int]
+    ) -> ModelInputs:
+        """`histories[b]`: sessions oldest first, label ids; `genders`/`ages`: vocab indices."""
+        s, n = self.schema.max_sessions, self.schema.n_labels
+        recent = [self.recent(history) for history in histories]
+        hist = np.full((len(histories), s, self.schema.max_labels), PAD, dtype=np.int64)
+        for b, sessions in enumerate(recent):
+            for j, session in enumerate(sessions, start=s - len(sessions)):
+                hist[b, j, : len(session)] = session
+        if hist.size and hist.max() >= n:
+            raise ValueError(f"label id {int(hist.max())} outside the vocabulary of {n} labels")
+        return ModelInputs(
+            hist=torch.from_numpy(hist),
+            gender=torch.as_tensor(list(genders), dtype=torch.int64),
+            age=torch.as_tensor(list(ages), dtype=torch.int64),
+            doc_vec=torch.from_numpy(self.encoder.infer(recent)),
+        )

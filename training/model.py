@@ -1,0 +1,164 @@
+"""WideAndDeep: one logit per CLAC3 label for a client's next session (Cheng et al., 2016).
+
+The wide part is a linear model over features computed here from the raw ids (see `wide_inputs`), so the
+TorchScript graph takes exactly what `FeatureBuilder` produces and serving cannot drift from training.
+"""
+
+from collections.abc import Sequence
+from typing import Final
+
+import torch
+from torch import nn
+
+from training.features import FeatureSchema
+
+# Per-session decays of the decayed counts: 0.5 looks at the last session or two (what is due now),
+# 0.8 at the whole kept history. The first one also feeds the co-purchase map.
+DECAYS = (0.5, 0.8)
+N_REPEAT = 4 + len(DECAYS)  # log1p(count), share, recency, in newest session, decayed counts
+
+
+class WideAndDeep(nn.Module):
+    """logits [B, N] = wide(hist, gender, age) + deep(hist, gender, age, doc_vec); `mode` drops a part."""
+
+    use_wide: Final[bool]
+    use_deep: Final[bool]
+    use_label_emb: Final[bool]
+    n_ages: Final[int]
+    max_sessions: Final[int]
+    label_clac1: torch.Tensor  # buffers, typed for mypy: [N, C] one-hot CLAC1 of each label
+    pair_mask: torch.Tensor  # [C, C] strict upper triangle: each unordered pair once
+    sessions_ago: torch.Tensor  # [S] S-1 ... 0
+    decay: torch.Tensor  # [S, len(DECAYS)]
+
+    def __init__(
+        self,
+        schema: FeatureSchema,
+        label_clac1: Sequence[int],
+        *,
+        mode: str = "wide_deep",
+        hidden: Sequence[int] = (512, 256, 128, 64),
+        dropout: float = 0.5,
+        demo_dim: int = 8,
+        label_emb_dim: int = 32,
+        cross_rank: int = 8,
+        copurchase_rank: int = 32,
+    ) -> None:
+        super().__init__()
+        n, c, a, s = schema.n_labels, schema.n_clac1, schema.n_ages, schema.max_sessions
+        self.use_wide, self.use_deep = mode in ("wide_deep", "wide"), mode in ("wide_deep", "deep")
+        self.use_label_emb = label_emb_dim > 0
+        self.n_ages, self.max_sessions = a, s
+        self.register_buffer("label_clac1", nn.functional.one_hot(torch.tensor(list(label_clac1)), c).float())
+        self.register_buffer("pair_mask", torch.ones(c, c).triu(diagonal=1))
+        ago = torch.arange(s - 1, -1, -1, dtype=torch.float32)
+        self.register_buffer("sessions_ago", ago)
+        self.register_buffer("decay", torch.tensor(DECAYS).view(1, -1) ** ago.view(-1, 1))
+        # Wide: zero-initialised like any linear model; low-rank factors start with one random side.
+        self.bias = nn.Parameter(torch.zeros(n))
+        self.clac1_weight = nn.Parameter(torch.zeros(c, n))
+        self.demo_cross_emb = nn.Parameter(torch.randn(schema.n_genders * a * c, cross_rank) * 0.01)
+        self.demo_cross_out = nn.Parameter(torch.zeros(cross_rank, n))
+        self.pair_emb = nn.Parameter(torch.randn(c * c, a * cross_rank) * 0.01)  # [pair, age x rank]
+        self.pair_out = nn.Parameter(torch.zeros(cross_rank, n))
+        self.repeat_shared = nn.Parameter(torch.zeros(N_REPEAT))
+        self.repeat_label = nn.Parameter(torch.zeros(n, N_REPEAT))
+        self.co_in = nn.Parameter(torch.randn(n, copurchase_rank) * 0.01)
+        self.co_out = nn.Parameter(torch.zeros(copurchase_rank, n))
+        # Deep
+        self.gender_emb = nn.Embedding(schema.n_genders, demo_dim)
+        self.age_emb = nn.Embedding(a, demo_dim)
+        self.label_emb = nn.Parameter(torch.randn(n, max(label_emb_dim, 1)) * 0.1)
+        width = 2 * demo_dim + schema.doc_dim + (label_emb_dim if self.use_label_emb else 0)
+        layers: list[nn.Module] = []
+        for size in hidden:
+            linear = nn.Linear(width, size)
+            nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")  # He init, as the seed
+            nn.init.zeros_(linear.bias)
+            layers += [linear, nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        self.mlp = nn.Sequential(*layers)
+        self.out = nn.Linear(width, n)
+        self.repeat_gate = nn.Linear(width, N_REPEAT)
+
+    @torch.jit.export
+    def wide_inputs(
+        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The wide part's features from raw ids (exported so tests can check them against plain Python).
+
+        count [B, N]: sessions holding label n. repeat [B, N, N_REPEAT]: log1p(count), count over the number
+        of non-empty sessions, 1/(1 + sessions since n's newest session) (0 if never), n in the newest
+        session (0/1), then per d in DECAYS the sum over sessions holding n of d^(sessions ago).
+        clac1 [B, C]: multi-hot. demo_cross [B, C]: the id (gender*A + age)*C + c of each CLAC1 c's cross,
+        active where clac1 is 1. pair [B, C*C]: CLAC1 pairs
+        i < j at index i*C + j (crossed with age through the age-indexed weight in `wide`).
+        """
+        n = self.label_clac1.shape[0]
+        valid = hist >= 0
+        presence = torch.zeros(hist.shape[0], hist.shape[1], n, dtype=torch.float32, device=hist.device)
+        presence = presence.scatter_add_(2, hist.clamp(min=0), valid.float()).clamp(max=1.0)
+        count = presence.sum(1)
+        n_sessions = valid.any(2).sum(1).clamp(min=1).float()
+        newest = (presence * (self.max_sessions - self.sessions_ago).view(1, -1, 1)).amax(1)
+        recency = torch.where(newest > 0, 1.0 / (1.0 + self.max_sessions - newest), torch.zeros_like(newest))
+        decayed = torch.einsum("bsn,sk->bnk", presence, self.decay)
+        share = count / n_sessions.unsqueeze(1)
+        basic = torch.stack([torch.log1p(count), share, recency, presence[:, -1, :]], dim=-1)
+        repeat = torch.cat([basic, decayed], dim=-1)
+        clac1 = (count @ self.label_clac1).clamp(max=1.0)
+        n_clac1 = clac1.shape[1]
+        demo_cross = ((gender * self.n_ages + age) * n_clac1).unsqueeze(1) + torch.arange(
+            n_clac1, device=hist.device
+        )
+        pair = (clac1.unsqueeze(2) * clac1.unsqueeze(1) * self.pair_mask).flatten(1)
+        return {"count": count, "repeat": repeat, "clac1": clac1, "demo_cross": demo_cross, "pair": pair}
+
+    def wide(self, f: dict[str, torch.Tensor], age: torch.Tensor) -> torch.Tensor:
+        repeat, pair = f["repeat"], f["pair"]
+        # Every age's pair embedding at once, then each row's age block: cheaper than gathering per row.
+        pair_all = (pair @ self.pair_emb).view(pair.shape[0], self.n_ages, -1)
+        pair_z = pair_all[torch.arange(pair.shape[0], device=pair.device), age]
+        pair_z = pair_z / pair.sum(1, keepdim=True).clamp(min=1.0).sqrt()
+        # A bag over the active CLAC1 crosses (a dense one-hot product would cost B x G*A*C x rank).
+        demo = nn.functional.embedding_bag(
+            f["demo_cross"], self.demo_cross_emb, per_sample_weights=f["clac1"], mode="sum"
+        )
+        return (
+            self.bias
+            + f["clac1"] @ self.clac1_weight
+            + demo @ self.demo_cross_out
+            + pair_z @ self.pair_out
+            + (repeat * (self.repeat_shared + self.repeat_label)).sum(-1)
+            + (repeat[:, :, 4] @ self.co_in) @ self.co_out
+        )
+
+    def deep(
+        self, f: dict[str, torch.Tensor], gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
+    ) -> torch.Tensor:
+        """MLP over the demographics, doc_vec and the mean label embedding -> a logit per label, plus a
+        per-client re-weighting of the repeat features (the deep part decides which repeats are due)."""
+        inputs = [self.gender_emb(gender), self.age_emb(age), doc_vec]
+        if self.use_label_emb:
+            count = f["count"]
+            inputs.append(count @ self.label_emb / count.sum(1, keepdim=True).clamp(min=1.0))
+        h = self.mlp(torch.cat(inputs, dim=1))
+        return self.out(h) + (f["repeat"] * self.repeat_gate(h).unsqueeze(1)).sum(-1)
+
+    @torch.jit.export
+    def parts(
+        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(wide, deep) logits [B, N] each; a dropped part (see `mode`) is all zeros."""
+        batch, n = hist.shape[0], self.bias.shape[0]
+        zeros = torch.zeros(batch, n, dtype=torch.float32, device=hist.device)
+        f = self.wide_inputs(hist, gender, age)
+        wide = self.wide(f, age) if self.use_wide else zeros
+        deep = self.deep(f, gender, age, doc_vec) if self.use_deep else zeros
+        return wide, deep
+
+    def forward(
+        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
+    ) -> torch.Tensor:
+        wide, deep = self.parts(hist, gender, age, doc_vec)
+        return wide + deep
