@@ -64,7 +64,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
         default="lpoint",
-        help="named preprocessing profile (lpoint, completejourney-cap10, completejourney-all); default lpoint",
+        help="preprocessing profile: lpoint (default), completejourney-cap10 or completejourney-all",
     )
     parser.add_argument(
         "--encoding",
@@ -75,7 +75,11 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every `wdrec` sub-command."""
-    parser = argparse.ArgumentParser(prog="wdrec", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="wdrec",
+        description="Wide & Deep next-basket recommendations over L.POINT purchase logs: "
+        "generate or load data, preprocess, train, evaluate, serve.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -83,8 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("out_dir", type=Path, help="folder to write Product/Session/Custom/Master.csv into")
     gen.add_argument("--clients", type=int, default=2000, help="number of clients (default 2000)")
     gen.add_argument("--seed", type=int, default=42, help="random seed; same seed, same bytes (default 42)")
-    gen.add_argument("--preset", choices=["default", "lpoint"], default="default",
-                     help="'lpoint' reproduces the original's scale (~5M Product rows); overrides --clients")
+    gen.add_argument(
+        "--preset",
+        choices=["default", "lpoint"],
+        default="default",
+        help="'lpoint' reproduces the original's scale (~5M Product rows); overrides --clients",
+    )
     gen.set_defaults(handler=_generate)
 
     pre = sub.add_parser("preprocess", help="validate an L.POINT folder and write the processed data set")
@@ -93,26 +101,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(pre)
     pre.set_defaults(handler=_preprocess)
 
-    train = sub.add_parser("train", help="preprocess, train Doc2Vec + Wide & Deep, evaluate, export artifacts")
+    train = sub.add_parser(
+        "train", help="preprocess, train Doc2Vec + Wide & Deep, evaluate, export artifacts"
+    )
     train.add_argument("--data", type=Path, required=True, help="L.POINT folder (the four CSV files)")
-    train.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default artifacts)")
+    train.add_argument(
+        "--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default artifacts)"
+    )
     train.add_argument("--config", type=Path, default=None, help="training config file (JSON)")
-    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config value; repeatable")
+    train.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override one config value; repeatable"
+    )
     _add_data_options(train)
     train.set_defaults(handler=_train)
 
     ev = sub.add_parser("evaluate", help="re-run the evaluation of the current artifact version")
-    ev.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default artifacts)")
+    ev.add_argument(
+        "--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default artifacts)"
+    )
     ev.set_defaults(handler=_evaluate)
 
     srv = sub.add_parser("serve", help="serve the REST API and the web page with uvicorn")
-    srv.add_argument("--artifacts", type=Path, default=None, help="artifacts root (default: WDREC_ARTIFACTS_DIR)")
+    srv.add_argument(
+        "--artifacts", type=Path, default=None, help="artifacts root (default: WDREC_ARTIFACTS_DIR)"
+    )
     srv.add_argument("--host", default=None, help="bind address (default: WDREC_HOST or 127.0.0.1)")
     srv.add_argument("--port", type=int, default=None, help="port (default: WDREC_PORT or 8000)")
     srv.set_defaults(handler=_serve)
 
-    cj = sub.add_parser("import-completejourney",
-                        help="write 84.51's The Complete Journey as an L.POINT folder (needs wdrec[benchmark])")
+    cj = sub.add_parser(
+        "import-completejourney",
+        help="write 84.51's The Complete Journey as an L.POINT folder (needs wdrec[benchmark])",
+    )
     cj.add_argument("out_dir", type=Path, help="folder to write the four CSV files into")
     cj.set_defaults(handler=_import_completejourney)
     return parser

@@ -49,7 +49,12 @@ class Vocabulary:
     def to_json(self) -> dict[str, Any]:
         return {
             "labels": [
-                {"id": i, "name": name, "clac1": self.clac1[self.label_clac1[i]], "clac1_id": self.label_clac1[i]}
+                {
+                    "id": i,
+                    "name": name,
+                    "clac1": self.clac1[self.label_clac1[i]],
+                    "clac1_id": self.label_clac1[i],
+                }
                 for i, name in enumerate(self.labels)
             ],
             "clac1": self.clac1,
@@ -100,7 +105,9 @@ class ProcessedData:
 
     def client_histories(self) -> Iterator[tuple[int, int, int, list[list[int]], list[str]]]:
         """Yield (CLNT_ID, gender, age, sessions as label-id lists oldest first, split of each session)."""
-        demo = {row[0]: (row[1], row[2]) for row in self.clients.select("CLNT_ID", "gender", "age").iter_rows()}
+        demo = {
+            row[0]: (row[1], row[2]) for row in self.clients.select("CLNT_ID", "gender", "age").iter_rows()
+        }
         grouped = (
             self.sessions.sort("CLNT_ID", "position")
             .group_by("CLNT_ID", maintain_order=True)

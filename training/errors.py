@@ -10,7 +10,7 @@ class WdrecError(Exception):
 
 
 class SchemaError(WdrecError):
-    """An L.POINT file breaks its contract; the message names file, column, row, value and what was expected."""
+    """An L.POINT file breaks its contract: the message names file, column, row, value and expectation."""
 
     def __init__(
         self,
