@@ -2,12 +2,17 @@
 
 The simulated behaviour is meant to be learnable but not trivial, so that a model has something real to find:
 - every label (CLAC3) has a gender tilt, an age peak and a base popularity; a client's taste is the
-  demographic group's preference plus a personal, fixed noise and a few favourite top categories (CLAC1);
+  demographic group's preference (a smooth gender/age part plus a per-group preference of each label),
+  a few favourite top categories (CLAC1), and a low-rank personal part:
+  a client latent vector (its mean set by gender and age) times each label's latent vector, so labels the
+  client bought predict labels it never bought (what a model of the whole history can learn and per-label
+  repeat counts cannot); label vectors change with age (anchors at 30, 40 and 50, decades in between),
+  so what a history says about the next basket depends on the client's age: a non-linear interaction;
 - a session's basket has a random size; each slot is drawn, without replacement, from three weighted sources:
-  re-purchase (the label's own rate times a recency boost that fades over ~3 sessions: bought last session
-  weighs far more than long ago), co-purchase (labels form groups of four across CLAC1s: buying A makes the
-  other three likely next session) and the taste (so demographics predict new-to-client labels);
-- favourite CLAC1s drift: each session a client may swap one for another.
+  re-purchase (the label's own rate times a timing boost that peaks when the label is due: each label has its
+  own cycle of one to five sessions), co-purchase (labels form groups of four across CLAC1s: buying A makes
+  the other three likely next session) and the taste (so demographics predict new-to-client labels);
+- tastes drift: each session a client may swap a favourite CLAC1, and its latent vector moves a little.
 Global popularity is flattened on purpose, so G-Pop stays a weak recommender.
 
 The first product row (HITS_SEQ == 1) of every session is an impulse item drawn from global popularity:
@@ -98,14 +103,19 @@ AGES = np.arange(10, 90, 10)
 DAY0 = np.datetime64("2018-04-01")
 N_DAYS = 183  # 2018-04-01 .. 2018-09-30
 GROUP_SIZE = 4  # labels per co-purchase group
-# A basket slot is filled from three sources, weighted: re-purchase (label rate x recency), co-purchase
+# A basket slot is filled from three sources, weighted: re-purchase (label rate x timing), co-purchase
 # (partners of last session's labels) and taste (a distribution summing to 1). Tuned so that on the default
-# preset about 45% of labels are re-purchases, 20% co-purchases and 35% new to the client.
-REPEAT_WEIGHT = 0.4
+# preset, after the seed's rules, about 37% of labels are re-purchases and the top 10 labels hold ~12%.
+REPEAT_WEIGHT = 0.6
 CO_PURCHASE_WEIGHT = 0.05
-RECENCY_SESSIONS = 3.0  # e-folding of the recency boost, in sessions
-RECENCY_FLOOR = 0.05  # what is left of it for a label bought long ago
-FAVOURITE_BOOST = 1.5  # log-weight added to labels of a client's favourite CLAC1s
+CYCLE_WIDTH = 0.8  # sessions: how sharply a label's re-purchase peaks when it is due
+RECENCY_FLOOR = 0.05  # what is left of the timing boost away from the peak
+DEMO_QUIRK = 0.7  # log-weight std of a label's own preference per (gender, age)
+TASTE_RANK = 8  # rank of the personal taste: client latent x label latent
+TASTE_SCALE = 1.5  # log-weight of one standard deviation of the personal taste
+TASTE_DEMO_SHARE = 0.3  # share of the client latent's variance set by gender and age
+TASTE_DRIFT = 0.05  # per session, the share of the latent's variance renewed
+FAVOURITE_BOOST = 1.0  # log-weight added to labels of a client's favourite CLAC1s
 MAX_BASKET = 12
 MASTER_COLUMNS = ("PD_C", "PD_NM", "CLAC1_NM", "CLAC2_NM", "CLAC3_NM")
 
@@ -150,6 +160,11 @@ PRESETS = {
 }
 # Age mix of L.POINT members: mostly 30s and 40s.
 AGE_SHARES = np.array([0.02, 0.15, 0.38, 0.28, 0.11, 0.04, 0.015, 0.005])
+# Age-dependent tastes are anchored at three ages; a decade's weights interpolate the two nearest anchors.
+AGE_ANCHORS = np.array([30, 40, 50])  # where most members are
+AGE_WEIGHTS = np.stack(
+    [np.interp(AGES, AGE_ANCHORS, np.eye(len(AGE_ANCHORS))[a]) for a in range(len(AGE_ANCHORS))], 1
+)
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,10 @@ class World:
     demo_logit: np.ndarray  # [2 genders * 8 ages, labels]: log preference of each demographic group
     clac1_logit: np.ndarray  # [2 genders * 8 ages, CLAC1s]: the same, summed over each CLAC1's labels
     repeat_rate: np.ndarray  # per label
+    cycle: np.ndarray  # per label: sessions after a purchase when re-purchase peaks
+    label_factors: np.ndarray  # [3 age anchors, labels, TASTE_RANK]: the label side of the personal taste
+    age_weights: np.ndarray  # [8 ages, 3 anchors]: how each decade interpolates the anchors
+    demo_factors: np.ndarray  # [2 genders * 8 ages, TASTE_RANK]: mean client latent of each group
     partners: np.ndarray  # [GROUP_SIZE - 1, labels]: each row a permutation, the co-purchase partners
     popularity: np.ndarray  # global label distribution of impulse (HITS_SEQ == 1) items
 
@@ -207,12 +226,18 @@ def build_world(rng: np.random.Generator, *, products_per_label: int) -> World:
     base = rng.normal(0, 0.5, n_labels)  # mild: popularity alone should not carry the ranking
     genders = np.repeat([1.0, -1.0], len(AGES))[:, None]
     ages = np.tile(AGES, 2)[:, None]
-    demo_logit = base + 1.2 * genders * tilt - ((ages - peak) / 15.0) ** 2
+    # Plus a per-(gender, age) preference of each label: more than a few crosses of top categories can hold.
+    quirk = rng.normal(0, DEMO_QUIRK, (2 * len(AGES), n_labels))
+    demo_logit = base + 1.2 * genders * tilt - ((ages - peak) / 15.0) ** 2 + quirk
     groups = rng.permutation(n_labels - n_labels % GROUP_SIZE).reshape(-1, GROUP_SIZE)
     partners = np.tile(np.arange(n_labels), (GROUP_SIZE - 1, 1))
     for shift in range(1, GROUP_SIZE):
         partners[shift - 1, groups] = np.roll(groups, -shift, axis=1)
     popularity = np.exp(base) / np.exp(base).sum()
+    # Labels bought often come back soon: cycle 1 for the most frequent, up to 5 for the rarest.
+    cycle = np.clip(np.round(1.0 / (4.0 * repeat_rate) + rng.normal(0, 0.7, n_labels)), 1, 5)
+    label_factors = rng.normal(0, 1 / np.sqrt(TASTE_RANK), (len(AGE_ANCHORS), n_labels, TASTE_RANK))
+    demo_factors = _demographic_factors(rng)
     counts = rng.integers(max(1, products_per_label // 2), products_per_label * 3 // 2 + 1, n_labels)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     master = _master_table(rng, names, counts)
@@ -220,7 +245,28 @@ def build_world(rng: np.random.Generator, *, products_per_label: int) -> World:
     clac1_logit = np.stack(
         [np.logaddexp.reduce(demo_logit[:, clac1 == c], axis=1) for c in range(len(CLAC1_TABLE))], axis=1
     )
-    return World(master, clac1, starts, counts, demo_logit, clac1_logit, repeat_rate, partners, popularity)
+    return World(
+        master,
+        clac1,
+        starts,
+        counts,
+        demo_logit,
+        clac1_logit,
+        repeat_rate,
+        cycle,
+        label_factors,
+        AGE_WEIGHTS,
+        demo_factors,
+        partners,
+        popularity,
+    )
+
+
+def _demographic_factors(rng: np.random.Generator) -> np.ndarray:
+    """Mean client latent per (gender, age): a gender vector plus an age vector varying smoothly by decade."""
+    gender = rng.normal(0, 1, (2, 1, TASTE_RANK))
+    age = (AGE_WEIGHTS @ rng.normal(0, 1, (len(AGE_ANCHORS), TASTE_RANK)))[None]
+    return ((gender + age) * np.sqrt(TASTE_DEMO_SHARE / 2)).reshape(-1, TASTE_RANK)
 
 
 def _category_tree(rng: np.random.Generator) -> tuple[list[tuple[str, str, str]], list[int]]:
@@ -290,7 +336,7 @@ def _simulate_baskets(
     order = np.argsort(-n_sessions, kind="stable")  # active clients at step t are a prefix
     group, counts = group[order], n_sessions[order]
     n, n_labels = len(order), len(world.repeat_rate)
-    taste = (world.demo_logit[group] + rng.normal(0, 0.8, (n, n_labels))).astype(np.float32)
+    latent = _client_latent(rng, world, group)
     favourites = _gumbel_top(rng, world.clac1_logit[group], 3)
     # Heavy users (many sessions) also buy more per session when basket_activity > 0; the weights average
     # to 1 over sessions, so the expected number of product rows does not move.
@@ -303,7 +349,11 @@ def _simulate_baskets(
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for t in range(int(counts.max(initial=0))):
         active = int((counts > t).sum())
-        logits = taste[:active] + FAVOURITE_BOOST * _favourite_mask(favourites[:active])[:, world.label_clac1]
+        logits = (
+            world.demo_logit[group[:active]]
+            + TASTE_SCALE * _personal_taste(world, latent[:active], group[:active])
+            + FAVOURITE_BOOST * _favourite_mask(favourites[:active])[:, world.label_clac1]
+        ).astype(np.float32)
         weights = _choice_weights(world, logits, last=last[:active], prev=prev[:active], t=t)
         size = np.minimum(spec.min_basket + rng.poisson(basket_rate[:active]), MAX_BASKET)
         picks = _gumbel_top(rng, np.log(weights), int(size.max(initial=0)))
@@ -315,8 +365,26 @@ def _simulate_baskets(
         drifting = np.nonzero(rng.random(active) < spec.drift)[0]
         slot = rng.integers(0, favourites.shape[1], len(drifting))
         favourites[drifting, slot] = _gumbel_top(rng, world.clac1_logit[group[drifting]], 1)[:, 0]
+        # Renew a share of the personal deviation: the latent wanders around the group's mean.
+        mean = world.demo_factors[group[:active]]
+        fresh = _client_latent(rng, world, group[:active]) - mean
+        latent[:active] = (
+            mean + np.sqrt(1 - TASTE_DRIFT) * (latent[:active] - mean) + np.sqrt(TASTE_DRIFT) * fresh
+        )
         out.append((order[rows], np.full(len(rows), t), picks[rows, slots]))
     return tuple(np.concatenate([o[i] for o in out]) if out else np.zeros(0, np.int64) for i in range(3))  # type: ignore[return-value]
+
+
+def _client_latent(rng: np.random.Generator, world: World, group: np.ndarray) -> np.ndarray:
+    """Fresh client latents: the group's mean plus personal noise, unit variance per dimension overall."""
+    noise = rng.normal(0, np.sqrt(1 - TASTE_DEMO_SHARE), (len(group), TASTE_RANK))
+    return world.demo_factors[group] + noise
+
+
+def _personal_taste(world: World, latent: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Client latent x label latent, the label latents of the client's age: [clients, labels]."""
+    weights = world.age_weights[group % len(AGES)]
+    return sum((latent * weights[:, a, None]) @ factors.T for a, factors in enumerate(world.label_factors))
 
 
 def _choice_weights(
@@ -324,13 +392,14 @@ def _choice_weights(
 ) -> np.ndarray:
     """How likely each label fills a basket slot: re-purchase + co-purchase + taste (unnormalised)."""
     since = (t - last).astype(np.float32)
-    recency = np.where(last >= 0, RECENCY_FLOOR + np.exp(-(since - 1) / RECENCY_SESSIONS), 0.0)
+    due = np.exp(-(((since - world.cycle[None, :]) / CYCLE_WIDTH) ** 2))
+    timing = np.where(last >= 0, RECENCY_FLOOR + due, 0.0)
     pulls = np.zeros(prev.shape, dtype=np.float32)
     for partner in world.partners:
         pulls[:, partner] += prev
     taste = np.exp(logits - logits.max(axis=1, keepdims=True))
     taste /= taste.sum(axis=1, keepdims=True)
-    return REPEAT_WEIGHT * world.repeat_rate[None, :] * recency + CO_PURCHASE_WEIGHT * pulls + taste + 1e-9
+    return REPEAT_WEIGHT * world.repeat_rate[None, :] * timing + CO_PURCHASE_WEIGHT * pulls + taste + 1e-9
 
 
 def _favourite_mask(favourites: np.ndarray) -> np.ndarray:
