@@ -49,6 +49,12 @@ class TrainConfig:
     repeat_init: float = 0.0  # start value of the shared weight of log1p(own count): > 0 starts the wide
     # part at P-Pop's order (the G-Pop bias breaks ties); The Complete Journey cap10: 2.0 gave valid NDCG@10
     # 0.2863 vs 0.2818 from 0 (results/completejourney.md)
+    neighbours: int = 0  # k of the in-graph user-KNN feature (0 = off): the k training clients whose
+    # decayed history vectors are most cosine-similar vote for labels, as in TIFU-KNN (Hu et al., 2020)
+    neighbour_decay: float = 0.9  # per-session decay of those history vectors
+    neighbour_init: float = 1.0  # start value of the neighbour feature's shared wide weight
+    bias_init: float = 1.0  # the output bias starts at this times each label's G-Pop log-odds: with
+    # neighbours, 0 lets the neighbours' personal popularity replace the global one (see completejourney.md)
 
     # Optimisation
     loss: str = "bce"  # one of LOSSES: "bce" per label (the seed), "softmax" listwise over labels
@@ -69,6 +75,8 @@ class TrainConfig:
                 raise ConfigError(f"config {name} must be > 0, got {getattr(self, name)!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"config dropout must be in [0, 1), got {self.dropout!r}")
+        if self.neighbours < 0 or not 0.0 < self.neighbour_decay <= 1.0:
+            raise ConfigError("config neighbours must be >= 0 and neighbour_decay in (0, 1]")
         if self.threads < 0 or any(h <= 0 for h in self.hidden):
             raise ConfigError("config threads must be >= 0 and every hidden size > 0")
 

@@ -52,8 +52,9 @@ def model_rankings(model: torch.nn.Module, inputs: ModelInputs, k: int) -> list[
     rankings: list[list[int]] = []
     with torch.inference_mode():
         for start in range(0, inputs.hist.shape[0], BATCH):
-            batch = [t[start : start + BATCH] for t in inputs]
-            rankings += top_k(model(batch[0].long(), batch[1], batch[2], batch[3]), k)
+            batch = [t[start : start + BATCH] for t in inputs if t is not None]
+            # An exported model of an older version takes four inputs: pass `exclude` only when there is one.
+            rankings += top_k(model(batch[0].long(), *batch[1:]), k)
     return rankings
 
 

@@ -80,6 +80,7 @@ class ModelInputs(NamedTuple):
     gender: torch.Tensor  # int64 [B]
     age: torch.Tensor  # int64 [B]
     doc_vec: torch.Tensor  # float32 [B, D]
+    exclude: torch.Tensor | None = None  # int64 [B]: own neighbour pool row or -1; serving passes none
 
 
 @dataclass(frozen=True)
@@ -148,20 +149,24 @@ class FeatureBuilder:
         start = max(len(history) - self.schema.max_sessions, 0)
         return [list(session)[: self.schema.max_labels] for session in history[start:]]
 
-    def build_batch(
-        self, histories: Sequence[Sequence[Sequence[int]]], genders: Sequence[int], ages: Sequence[int]
-    ) -> ModelInputs:
-        """`histories[b]`: sessions oldest first, label ids; `genders`/`ages`: vocab indices."""
+    def hist_tensor(self, recent: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
+        """int64 [B, S, L] of `recent` histories (already cut by `recent`), right-aligned, PAD-filled."""
         s, n = self.schema.max_sessions, self.schema.n_labels
-        recent = [self.recent(history) for history in histories]
-        hist = np.full((len(histories), s, self.schema.max_labels), PAD, dtype=np.int64)
+        hist = np.full((len(recent), s, self.schema.max_labels), PAD, dtype=np.int64)
         for b, sessions in enumerate(recent):
             for j, session in enumerate(sessions, start=s - len(sessions)):
                 hist[b, j, : len(session)] = session
         if hist.size and hist.max() >= n:
             raise ValueError(f"label id {int(hist.max())} outside the vocabulary of {n} labels")
+        return torch.from_numpy(hist)
+
+    def build_batch(
+        self, histories: Sequence[Sequence[Sequence[int]]], genders: Sequence[int], ages: Sequence[int]
+    ) -> ModelInputs:
+        """`histories[b]`: sessions oldest first, label ids; `genders`/`ages`: vocab indices."""
+        recent = [self.recent(history) for history in histories]
         return ModelInputs(
-            hist=torch.from_numpy(hist),
+            hist=self.hist_tensor(recent),
             gender=torch.as_tensor(list(genders), dtype=torch.int64),
             age=torch.as_tensor(list(ages), dtype=torch.int64),
             doc_vec=torch.from_numpy(self.encoder.infer(recent)),

@@ -30,6 +30,9 @@ class WideAndDeep(nn.Module):
     pair_mask: torch.Tensor  # [C, C] strict upper triangle: each unordered pair once
     sessions_ago: torch.Tensor  # [S] S-1 ... 0
     decay: torch.Tensor  # [S, len(DECAYS)]
+    n_neighbours: Final[int]
+    pool: torch.Tensor  # [M, N] L2-normalised history vectors of the training clients (empty if unused)
+    pool_decay: torch.Tensor  # [S] neighbour_decay ** sessions ago
 
     def __init__(
         self,
@@ -43,6 +46,8 @@ class WideAndDeep(nn.Module):
         label_emb_dim: int = 32,
         cross_rank: int = 8,
         copurchase_rank: int = 32,
+        neighbours: int = 0,
+        neighbour_decay: float = 0.9,
     ) -> None:
         super().__init__()
         n, c, a, s = schema.n_labels, schema.n_clac1, schema.n_ages, schema.max_sessions
@@ -54,6 +59,9 @@ class WideAndDeep(nn.Module):
         ago = torch.arange(s - 1, -1, -1, dtype=torch.float32)
         self.register_buffer("sessions_ago", ago)
         self.register_buffer("decay", torch.tensor(DECAYS).view(1, -1) ** ago.view(-1, 1))
+        self.n_neighbours = neighbours
+        self.register_buffer("pool", torch.zeros(0, n))  # filled by set_pool before training
+        self.register_buffer("pool_decay", neighbour_decay**ago)
         # Wide: zero-initialised like any linear model; low-rank factors start with one random side.
         self.bias = nn.Parameter(torch.zeros(n))
         self.clac1_weight = nn.Parameter(torch.zeros(c, n))
@@ -80,10 +88,56 @@ class WideAndDeep(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.out = nn.Linear(width, n)
         self.repeat_gate = nn.Linear(width, N_REPEAT)
+        # Wide neighbour weight, created last and from zeros: a model without neighbours keeps the parameter
+        # order and random draws it had before the feature existed.
+        self.neighbour_shared = nn.Parameter(torch.zeros(1))
+        self.neighbour_label = nn.Parameter(torch.zeros(n))
+
+    def presence(self, hist: torch.Tensor) -> torch.Tensor:
+        """[B, S, N] 1 where session s of the history holds label n."""
+        n = self.label_clac1.shape[0]
+        presence = torch.zeros(hist.shape[0], hist.shape[1], n, dtype=torch.float32, device=hist.device)
+        return presence.scatter_add_(2, hist.clamp(min=0), (hist >= 0).float()).clamp(max=1.0)
+
+    @torch.jit.export
+    def history_vector(self, hist: torch.Tensor) -> torch.Tensor:
+        """[B, N] TIFU-style vector: sum over sessions holding n of neighbour_decay^(sessions ago), L2 = 1."""
+        vector = torch.einsum("bsn,s->bn", self.presence(hist), self.pool_decay)
+        return nn.functional.normalize(vector, dim=1)
+
+    def set_pool(self, hist: torch.Tensor) -> None:
+        """Store the neighbour pool: `history_vector` of each training client's pre-validation history."""
+        if len(hist):
+            with torch.no_grad():
+                self.pool = torch.cat([self.history_vector(h.long()) for h in hist.split(256)])
+
+    @torch.jit.export
+    def neighbour_score(self, hist: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, N] cosine-weighted mean of the pool vectors of the `n_neighbours` most similar pool rows,
+        scaled to a row maximum of 1; pool row exclude[b] (-1: none) is never b's neighbour."""
+        batch, m = hist.shape[0], self.pool.shape[0]
+        k = min(self.n_neighbours, m)
+        if k == 0:
+            return torch.zeros(batch, self.bias.shape[0], device=hist.device)
+        sim = self.history_vector(hist) @ self.pool.t()
+        if exclude is not None:
+            own = torch.zeros(batch, m, device=hist.device).scatter_(
+                1, exclude.clamp(min=0).unsqueeze(1), (exclude >= 0).float().unsqueeze(1)
+            )
+            sim = sim.masked_fill(own > 0, -1.0)  # below any cosine of non-negative vectors
+        top, rows = sim.topk(k, dim=1)
+        # A dense [B, M] weight matrix makes the mean one matmul instead of a [B, k, N] gather.
+        weights = torch.zeros(batch, m, device=hist.device).scatter_(1, rows, top.clamp(min=0.0))
+        score = weights @ self.pool / weights.sum(1, keepdim=True).clamp(min=1e-12)
+        return score / score.amax(1, keepdim=True).clamp(min=1e-12)
 
     @torch.jit.export
     def wide_inputs(
-        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor
+        self,
+        hist: torch.Tensor,
+        gender: torch.Tensor,
+        age: torch.Tensor,
+        exclude: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The wide part's features from raw ids (exported so tests can check them against plain Python).
 
@@ -93,11 +147,10 @@ class WideAndDeep(nn.Module):
         clac1 [B, C]: multi-hot. demo_cross [B, C]: the id (gender*A + age)*C + c of each CLAC1 c's cross,
         active where clac1 is 1. pair [B, C*C]: CLAC1 pairs
         i < j at index i*C + j (crossed with age through the age-indexed weight in `wide`).
+        neighbour [B, N] (only if n_neighbours > 0): `neighbour_score`.
         """
-        n = self.label_clac1.shape[0]
         valid = hist >= 0
-        presence = torch.zeros(hist.shape[0], hist.shape[1], n, dtype=torch.float32, device=hist.device)
-        presence = presence.scatter_add_(2, hist.clamp(min=0), valid.float()).clamp(max=1.0)
+        presence = self.presence(hist)
         count = presence.sum(1)
         n_sessions = valid.any(2).sum(1).clamp(min=1).float()
         newest = (presence * (self.max_sessions - self.sessions_ago).view(1, -1, 1)).amax(1)
@@ -112,7 +165,10 @@ class WideAndDeep(nn.Module):
             n_clac1, device=hist.device
         )
         pair = (clac1.unsqueeze(2) * clac1.unsqueeze(1) * self.pair_mask).flatten(1)
-        return {"count": count, "repeat": repeat, "clac1": clac1, "demo_cross": demo_cross, "pair": pair}
+        f = {"count": count, "repeat": repeat, "clac1": clac1, "demo_cross": demo_cross, "pair": pair}
+        if self.n_neighbours > 0:
+            f["neighbour"] = self.neighbour_score(hist, exclude)
+        return f
 
     def wide(self, f: dict[str, torch.Tensor], age: torch.Tensor) -> torch.Tensor:
         repeat, pair = f["repeat"], f["pair"]
@@ -124,7 +180,7 @@ class WideAndDeep(nn.Module):
         demo = nn.functional.embedding_bag(
             f["demo_cross"], self.demo_cross_emb, per_sample_weights=f["clac1"], mode="sum"
         )
-        return (
+        logits = (
             self.bias
             + f["clac1"] @ self.clac1_weight
             + demo @ self.demo_cross_out
@@ -132,6 +188,9 @@ class WideAndDeep(nn.Module):
             + (repeat * (self.repeat_shared + self.repeat_label)).sum(-1)
             + (repeat[:, :, 4] @ self.co_in) @ self.co_out
         )
+        if self.n_neighbours > 0:
+            logits = logits + f["neighbour"] * (self.neighbour_shared + self.neighbour_label)
+        return logits
 
     def deep(
         self, f: dict[str, torch.Tensor], gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
@@ -147,18 +206,29 @@ class WideAndDeep(nn.Module):
 
     @torch.jit.export
     def parts(
-        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
+        self,
+        hist: torch.Tensor,
+        gender: torch.Tensor,
+        age: torch.Tensor,
+        doc_vec: torch.Tensor,
+        exclude: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(wide, deep) logits [B, N] each; a dropped part (see `mode`) is all zeros."""
+        """(wide, deep) logits [B, N] each; a dropped part (see `mode`) is all zeros. `exclude` [B]: the
+        neighbour pool row of each example's own client, or -1 (serving passes nothing)."""
         batch, n = hist.shape[0], self.bias.shape[0]
         zeros = torch.zeros(batch, n, dtype=torch.float32, device=hist.device)
-        f = self.wide_inputs(hist, gender, age)
+        f = self.wide_inputs(hist, gender, age, exclude)
         wide = self.wide(f, age) if self.use_wide else zeros
         deep = self.deep(f, gender, age, doc_vec) if self.use_deep else zeros
         return wide, deep
 
     def forward(
-        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
+        self,
+        hist: torch.Tensor,
+        gender: torch.Tensor,
+        age: torch.Tensor,
+        doc_vec: torch.Tensor,
+        exclude: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        wide, deep = self.parts(hist, gender, age, doc_vec)
+        wide, deep = self.parts(hist, gender, age, doc_vec, exclude)
         return wide + deep

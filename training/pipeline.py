@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import torch
 
 from training.artifacts import write_artifacts
 from training.config import TrainConfig, load_config
@@ -117,13 +118,28 @@ def library_versions() -> dict[str, str]:
 def encode_splits(
     builder: FeatureBuilder, records: Sequence[ClientRecord]
 ) -> dict[str, tuple[ModelInputs, Any]]:
-    """ModelInputs (hist stored as int32 to halve memory) and examples of each split."""
+    """ModelInputs (hist stored as int32 to halve memory, `exclude` set) and examples of each split."""
     encoded = {}
     for split in ("train", "valid", "test"):
         ex = split_examples(records, split)
         inputs = builder.build_batch(ex.histories, ex.genders, ex.ages)
-        encoded[split] = (inputs._replace(hist=inputs.hist.int()), ex)
+        encoded[split] = (with_exclusion(inputs._replace(hist=inputs.hist.int()), ex.clnt_ids, records), ex)
     return encoded
+
+
+def neighbour_pool(builder: FeatureBuilder, records: Sequence[ClientRecord]) -> torch.Tensor:
+    """`hist` [M, S, L] of every client's context and train sessions (never a validation or test one),
+    in `records` order: the model turns it into its neighbour pool (WideAndDeep.set_pool)."""
+    return builder.hist_tensor([builder.recent(history_before_valid(r)) for r in records])
+
+
+def with_exclusion(
+    inputs: ModelInputs, clnt_ids: Sequence[int], records: Sequence[ClientRecord]
+) -> ModelInputs:
+    """`inputs` whose `exclude` is each example's own pool row, so no client is its own neighbour (its
+    pool vector holds its training targets; TIFU-KNN excludes the client the same way)."""
+    row = {r.clnt_id: i for i, r in enumerate(records)}
+    return inputs._replace(exclude=torch.tensor([row.get(c, -1) for c in clnt_ids], dtype=torch.int64))
 
 
 def train_all(
@@ -132,8 +148,11 @@ def train_all(
     config: TrainConfig,
     encoded: dict[str, tuple[ModelInputs, Any]],
     steps: Steps,
+    *,
+    pool: torch.Tensor | None = None,
 ) -> dict[str, TrainResult]:
-    """The configured model, then (if config.ablations) the two ablations of the other modes."""
+    """The configured model, then (if config.ablations) the two ablations of the other modes; `pool` is
+    `neighbour_pool` (needed if config.neighbours > 0)."""
     modes = [config.mode] + ([m for m in MODE_NAMES if m != config.mode] if config.ablations else [])
     results = {}
     for mode in modes:
@@ -145,6 +164,7 @@ def train_all(
                 train=(encoded["train"][0], encoded["train"][1].targets),
                 valid=(encoded["valid"][0], encoded["valid"][1].targets),
                 mode=mode,
+                pool=pool,
             )
     return results
 
@@ -225,8 +245,10 @@ def run_training(
         encoder = fit_encoder(records, data.vocab, config)
     schema = FeatureSchema.create(data.vocab, config)
     with steps.step("features"):
-        encoded = encode_splits(FeatureBuilder(data.vocab, schema, encoder), records)
-    results = train_all(schema, data, config, encoded, steps)
+        builder = FeatureBuilder(data.vocab, schema, encoder)
+        encoded = encode_splits(builder, records)
+    pool = neighbour_pool(builder, records) if config.neighbours > 0 else None
+    results = train_all(schema, data, config, encoded, steps, pool=pool)
     with steps.step("evaluate"):
         metrics = evaluate_all(records, results, encoded, data.vocab.n_labels)
     summary = training_summary(config, results, encoded, n_clients=len(records))
@@ -267,9 +289,11 @@ def training_summary(
         }
         for m, r in results.items()
     }
+    pool = results[config.mode].model.pool
     return {
         "clients": n_clients,
         "examples": {split: len(ex) for split, (_, ex) in encoded.items()},
+        "neighbour_pool": {"clients": pool.shape[0], "labels": pool.shape[1], "bytes": pool.numel() * 4},
         "loss": config.loss,
         "models": per_model,
         "curves": {MODE_NAMES[m]: r.curve for m, r in results.items()},

@@ -51,6 +51,8 @@ def build_model(schema: FeatureSchema, vocab: Vocabulary, config: TrainConfig, *
         label_emb_dim=config.label_emb_dim,
         cross_rank=config.cross_rank,
         copurchase_rank=config.copurchase_rank,
+        neighbours=config.neighbours,
+        neighbour_decay=config.neighbour_decay,
     )
 
 
@@ -70,18 +72,25 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1).mean()
 
 
-def init_label_bias(model: WideAndDeep, targets: Sequence[Sequence[int]], n_labels: int) -> None:
-    """Start the output bias at each label's log-odds among the targets, so epoch 1 starts from G-Pop."""
+def init_label_bias(
+    model: WideAndDeep, targets: Sequence[Sequence[int]], n_labels: int, *, scale: float = 1.0
+) -> None:
+    """Start the output bias at `scale` times each label's log-odds among the targets (1: epoch 1 starts
+    from G-Pop)."""
     freq = multi_hot(targets, n_labels).mean(0).clamp(1e-4, 1 - 1e-4)
     with torch.no_grad():
-        (model.bias if model.use_wide else model.out.bias).copy_(torch.log(freq) - torch.log1p(-freq))
+        (model.bias if model.use_wide else model.out.bias).copy_(
+            scale * (torch.log(freq) - torch.log1p(-freq))
+        )
 
 
-def init_repeat_weight(model: WideAndDeep, value: float) -> None:
-    """Start the shared weight of log1p(own count) at `value`: with the G-Pop bias, epoch 1 is near P-Pop."""
+def init_repeat_weight(model: WideAndDeep, value: float, *, neighbour: float = 0.0) -> None:
+    """Start the shared weight of log1p(own count) at `value`: with the G-Pop bias, epoch 1 is near P-Pop;
+    and the neighbour feature's shared weight at `neighbour`."""
     if model.use_wide:
         with torch.no_grad():
             model.repeat_shared[0] = value
+            model.neighbour_shared[0] = neighbour if model.n_neighbours > 0 else 0.0
 
 
 def run_epoch(
@@ -99,9 +108,10 @@ def run_epoch(
     n_labels, total = model.bias.shape[0], 0.0
     for start in range(0, len(targets), config.batch_size):
         idx = order[start : start + config.batch_size]
-        hist, gender, age, doc_vec = (t[idx] for t in inputs)
+        hist, gender, age, doc_vec = (t[idx] for t in inputs[:4])
+        exclude = None if inputs.exclude is None else inputs.exclude[idx]
         y = multi_hot([targets[i] for i in idx.tolist()], n_labels)
-        loss = loss_fn(model(hist.long(), gender, age, doc_vec), y, config.loss)
+        loss = loss_fn(model(hist.long(), gender, age, doc_vec, exclude), y, config.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -117,14 +127,18 @@ def train_model(
     train: tuple[ModelInputs, Sequence[Sequence[int]]],
     valid: tuple[ModelInputs, Sequence[Sequence[int]]],
     mode: str,
+    pool: torch.Tensor | None = None,
 ) -> TrainResult:
-    """Train one model of `mode`; stop after `patience` epochs without a better valid NDCG@10."""
+    """Train one model of `mode`; stop after `patience` epochs without a better valid NDCG@10. `pool`:
+    the `hist` tensor of the neighbour pool's clients (used if config.neighbours > 0)."""
     seed_everything(config.seed)
     torch.set_num_threads(config.torch_threads)
     torch.set_flush_denormal(True)  # tiny decayed weights turn denormal, and x86 is slow on those
     model = build_model(schema, vocab, config, mode=mode)
-    init_label_bias(model, train[1], vocab.n_labels)
-    init_repeat_weight(model, config.repeat_init)
+    init_label_bias(model, train[1], vocab.n_labels, scale=config.bias_init)
+    if pool is not None and config.neighbours > 0:
+        model.set_pool(pool)
+    init_repeat_weight(model, config.repeat_init, neighbour=config.neighbour_init)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     truths = [set(t) for t in valid[1]]

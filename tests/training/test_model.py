@@ -5,12 +5,16 @@ import sysconfig
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from training.artifacts import script_model
+from training.config import TrainConfig
+from training.errors import ConfigError
 from training.features import PAD, FeatureSchema
 from training.model import DECAYS, WideAndDeep
+from training.train import init_label_bias
 
 LABEL_CLAC1 = [0, 0, 1, 1, 2, 2, 2]  # 7 labels under 3 CLAC1
 SCHEMA = FeatureSchema(
@@ -132,3 +136,87 @@ def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+# A hand-made neighbour pool: four clients' histories, each with a distinct cosine to HIST[0].
+POOL_HIST = torch.tensor(
+    [
+        [[PAD, PAD, PAD], [PAD, PAD, PAD], [0, 1, PAD], [2, PAD, PAD]],
+        [[PAD, PAD, PAD], [0, 3, PAD], [4, 5, PAD], [0, 3, 4]],
+        [[PAD, PAD, PAD], [PAD, PAD, PAD], [PAD, PAD, PAD], [6, 5, PAD]],
+        [[1, PAD, PAD], [1, 2, PAD], [0, PAD, PAD], [2, 6, PAD]],
+    ]
+)
+
+
+def neighbour_model(k: int, decay: float = 0.7) -> WideAndDeep:
+    model = WideAndDeep(
+        SCHEMA, LABEL_CLAC1, hidden=(8,), label_emb_dim=0, neighbours=k, neighbour_decay=decay
+    )
+    model.set_pool(POOL_HIST)
+    return model.eval()
+
+
+def reference_neighbour_score(hist: list[list[int]], k: int, decay: float, exclude: int) -> np.ndarray:
+    """Plain-numpy WideAndDeep.neighbour_score for one example."""
+
+    def vector(h: list[list[int]]) -> np.ndarray:
+        v = np.zeros(len(LABEL_CLAC1))
+        for j, session in enumerate(h):
+            for label in {i for i in session if i != PAD}:
+                v[label] += decay ** (len(h) - 1 - j)
+        norm = np.linalg.norm(v)
+        return v / norm if norm > 0 else v
+
+    pool = np.stack([vector(h) for h in POOL_HIST.tolist()])
+    sims = pool @ vector(hist)
+    if exclude >= 0:
+        sims[exclude] = -np.inf
+    top = np.argsort(-sims, kind="stable")[:k]
+    weights = np.clip(sims[top], 0.0, None)
+    score = weights @ pool[top] / weights.sum()
+    return score / score.max()
+
+
+@pytest.mark.parametrize(("k", "exclude"), [(1, [-1, -1]), (2, [-1, -1]), (2, [1, -1]), (3, [3, 0])])
+def test_neighbour_score_equals_numpy_reference(k: int, exclude: list[int]) -> None:
+    model = neighbour_model(k)
+    got = model.neighbour_score(HIST, torch.tensor(exclude))
+    expected = reference_neighbour_score(HIST[0].tolist(), k, 0.7, exclude[0])
+    assert got[0].tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+    assert torch.all(got[1] == 0)  # no history: no similar client, no neighbour vote
+
+
+def test_neighbour_score_excludes_own_client() -> None:
+    model = neighbour_model(1)
+    own = POOL_HIST[1:2]  # pool client 1's own history: without exclusion, it is its own nearest neighbour
+    pool_row = model.pool[1] / model.pool[1].max()
+    assert torch.allclose(model.neighbour_score(own)[0], pool_row)
+    excluded = model.neighbour_score(own, torch.tensor([1]))[0]
+    assert not torch.allclose(excluded, pool_row)
+    expected = reference_neighbour_score(own[0].tolist(), 1, 0.7, 1)
+    assert excluded.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_neighbour_feature_is_off_by_default_and_scripted_with_exclude() -> None:
+    assert make_model().pool.shape == (0, 7)
+    assert "neighbour" not in make_model().wide_inputs(HIST, GENDER, AGE)
+    model, doc, exclude = neighbour_model(2), torch.randn(2, 5), torch.tensor([1, -1])
+    with torch.no_grad():
+        model.neighbour_shared.fill_(2.0)
+    scripted = script_model(model)
+    assert torch.allclose(scripted(HIST, GENDER, AGE, doc, exclude), model(HIST, GENDER, AGE, doc, exclude))
+    assert torch.allclose(scripted(HIST, GENDER, AGE, doc), model(HIST, GENDER, AGE, doc))
+    assert not torch.allclose(scripted(HIST, GENDER, AGE, doc, exclude), scripted(HIST, GENDER, AGE, doc))
+
+
+def test_neighbour_config_rejects_bad_values_and_bias_init_scales_the_start() -> None:
+    with pytest.raises(ConfigError):
+        TrainConfig(neighbours=-1)
+    with pytest.raises(ConfigError):
+        TrainConfig(neighbour_decay=0.0)
+    model, targets = neighbour_model(1), [[0], [0, 1], [2]]
+    init_label_bias(model, targets, 7, scale=0.5)
+    assert model.bias[0].item() == pytest.approx(0.5 * math.log((2 / 3) / (1 / 3)), abs=1e-5)
+    init_label_bias(model, targets, 7, scale=0.0)
+    assert torch.all(model.bias == 0)
