@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from bench import RESULTS, write_results
 from training.baselines import fit_baselines
 from training.completejourney import import_completejourney
 from training.config import TrainConfig, load_config
@@ -48,7 +49,7 @@ from training.preprocess import load_and_preprocess
 
 log = logging.getLogger("bench.completejourney")
 
-RESULTS = Path("results")
+
 VARIANTS = ("cap10", "all")
 TARGET_RATIO = 1.05  # the goal: 1.05x the best baseline's test NDCG@10 ...
 TARGET_Z = 2.0  # ... with a paired difference of at least 2 standard errors
@@ -273,9 +274,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with ProcessPoolExecutor(len(args.variants), mp_context=spawn, initializer=setup_logging) as pool:
         futures = {variant: pool.submit(run_variant, args.data, variant) for variant in args.variants}
         runs = {variant: future.result() for variant, future in futures.items()}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "completejourney.json").write_text(json.dumps(results_json(runs, import_s), indent=1))
-    (RESULTS / "completejourney.md").write_text(markdown(runs) + FINDINGS)
+    write_results("completejourney", results_json(runs, import_s), markdown(runs) + FINDINGS)
     for variant, run in runs.items():
         p = run["paired_ndcg@10"]
         log.info("%s: W&D %.4f vs %s %.4f, paired %+.4f ± %.4f", variant, run["test"]["W&D"]["ndcg@10"],

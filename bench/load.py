@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import statistics
@@ -30,7 +29,8 @@ from typing import Any
 import httpx
 import uvloop
 
-from bench.serve import DEFAULT_ROOT, RESULTS, Request, build_requests, ensure_artifacts, percentile
+from bench import RESULTS, targets_table, write_results
+from bench.serve import DEFAULT_ROOT, Request, build_requests, ensure_artifacts, percentile
 from tests.e2e.conftest import running_server
 
 RSS_NOISE_MB, RSS_NOISE_SHARE = 16.0, 0.05
@@ -205,10 +205,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| after | {rss['after']:.1f} |",
         f"| growth (allowed as noise) | {rss['growth']:+.1f} ({rss['allowed_growth']:.1f}) |",
         "",
-        "| target | met |",
-        "|---|---|",
+        *targets_table(result["targets"]),
     ]
-    lines += [f"| {name} | {'yes' if met else '**no**'} |" for name, met in result["targets"].items()]
     return "\n".join(lines) + "\n"
 
 
@@ -221,9 +219,7 @@ def main() -> None:
     RESULTS.joinpath("tmp").mkdir(parents=True, exist_ok=True)
     artifacts = args.artifacts or ensure_artifacts(DEFAULT_ROOT)
     result = run(artifacts, seconds=args.seconds, connections=args.connections)
-    (RESULTS / "load.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "load.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("load", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -24,13 +24,13 @@ from typing import Any
 
 import polars as pl
 
+from bench import write_results
 from training.generate import generate
 from training.preprocess import load_and_preprocess
 
 FILES = ("Product.csv", "Session.csv", "Custom.csv", "Master.csv")
 TARGET_RATIO = 2.0
 TARGET_RSS_GB = 4.0
-RESULTS = Path("results")
 
 
 def measure(kind: str, data: Path) -> dict[str, Any]:
@@ -140,10 +140,7 @@ def main() -> None:
             runs.append(run_child(kind, args.data))
             print(f"{kind:>10}: {runs[-1]['wall_s']:7.2f} s, peak RSS {runs[-1]['peak_rss_mb']:8.1f} MB")
     result = report(args.data, runs, generate_s)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "preprocess.json").write_text(json.dumps(result, ensure_ascii=False, indent=1))
-    (RESULTS / "preprocess.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("preprocess", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -39,9 +39,9 @@ from typing import Any
 import httpx
 import uvloop
 
+from bench import RESULTS, targets_table, write_results
 from tests.e2e.conftest import running_server
 
-RESULTS = Path("results")
 DEFAULT_ROOT = RESULTS / "tmp" / "serve"
 QUICK_TRAINING = ("max_epochs=3", "ablations=false")  # the default architecture; accuracy is not measured
 TARGET_RATIO, TARGET_RECOMMEND_P99_MS, TARGET_SCORE_P99_MS = 0.60, 25.0, 40.0
@@ -311,8 +311,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['server_cpu_ms_per_request']:.2f} | {r['errors']} |"
             for route, r in figures["routes"].items()
         ]
-        lines += ["", "| target | met |", "|---|---|"]
-        lines += [f"| {name} | {'yes' if met else '**no**'} |" for name, met in figures["targets"].items()]
+        lines += ["", *targets_table(figures["targets"])]
     return "\n".join(lines) + "\n"
 
 
@@ -328,9 +327,7 @@ def main() -> None:
     RESULTS.joinpath("tmp").mkdir(parents=True, exist_ok=True)
     artifacts = args.artifacts or ensure_artifacts(DEFAULT_ROOT)
     result = run(artifacts, loaders, seconds=args.seconds, rounds=args.rounds, connections=args.connections)
-    (RESULTS / "serve.json").write_text(json.dumps(result, indent=1) + "\n")
-    (RESULTS / "serve.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results("serve", result, markdown(result))
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import write_results
 from training.evaluate import format_table
 from training.generate import generate
 from training.pipeline import run_training
-
-RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 
 def run(preset: str, clients: int, overrides: list[str]) -> dict[str, Any]:
@@ -97,10 +96,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     result = run(args.preset, args.clients, args.set)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
-    (RESULTS / f"{args.name}.md").write_text(markdown(result))
-    print(markdown(result))
+    write_results(args.name, result, markdown(result))
 
 
 if __name__ == "__main__":

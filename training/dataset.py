@@ -30,6 +30,16 @@ import polars as pl
 
 SPLITS = ("context", "train", "valid", "test")
 UNKNOWN = 0  # index 0 of vocab.genders and vocab.ages: missing or not required by the profile
+CLIENTS_SCHEMA = {"CLNT_ID": pl.Int64, "gender": pl.Int16, "age": pl.Int16}
+SESSIONS_SCHEMA = {
+    "CLNT_ID": pl.Int64,
+    "SESS_ID": pl.Int64,
+    "SESS_SEQ": pl.Int64,
+    "SESS_DT": pl.Int64,
+    "position": pl.Int32,
+    "labels": pl.List(pl.Int32),
+    "split": pl.String,
+}
 
 
 @dataclass(frozen=True)

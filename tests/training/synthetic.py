@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from training.config import TrainConfig
-from training.dataset import SPLITS, ProcessedData, Vocabulary
+from training.dataset import CLIENTS_SCHEMA, SESSIONS_SCHEMA, SPLITS, ProcessedData, Vocabulary
 from training.doc2vec import Doc2VecEncoder, train_doc2vec
 
 CLAC1 = ["식품", "패션 잡화", "생활/건강", "화장품"]  # with a space and a slash: names must stay one token
@@ -54,19 +54,8 @@ def make_processed(n_clients: int = 60, n_sessions: int = 10, seed: int = 0) -> 
             )
     return ProcessedData(
         vocab=vocab,
-        clients=pl.DataFrame(clients, schema={"CLNT_ID": pl.Int64, "gender": pl.Int16, "age": pl.Int16}),
-        sessions=pl.DataFrame(
-            sessions,
-            schema={
-                "CLNT_ID": pl.Int64,
-                "SESS_ID": pl.Int64,
-                "SESS_SEQ": pl.Int64,
-                "SESS_DT": pl.Int64,
-                "position": pl.Int32,
-                "labels": pl.List(pl.Int32),
-                "split": pl.Utf8,
-            },
-        ),
+        clients=pl.DataFrame(clients, schema=CLIENTS_SCHEMA),
+        sessions=pl.DataFrame(sessions, schema=SESSIONS_SCHEMA),
         funnel=[
             {"step": "synthetic", "rows": len(sessions), "sessions": len(sessions), "clients": n_clients}
         ],

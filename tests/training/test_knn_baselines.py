@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from training import knn_baselines as kb
-from training.dataset import ProcessedData, Vocabulary
+from training.dataset import CLIENTS_SCHEMA, SESSIONS_SCHEMA, ProcessedData, Vocabulary
 
 
 def _data(histories: dict[int, list[list[int]]], n_labels: int = 4) -> ProcessedData:
@@ -20,22 +20,10 @@ def _data(histories: dict[int, list[list[int]]], n_labels: int = 4) -> Processed
                 "test" if pos == n - 1 else "valid" if pos == n - 2 else "context" if pos == 0 else "train"
             )
             rows.append((client, 100 * client + pos, pos + 1, None, pos, sorted(labels), split))
-    sessions = pl.DataFrame(
-        rows,
-        schema={
-            "CLNT_ID": pl.Int64,
-            "SESS_ID": pl.Int64,
-            "SESS_SEQ": pl.Int64,
-            "SESS_DT": pl.Int64,
-            "position": pl.Int32,
-            "labels": pl.List(pl.Int32),
-            "split": pl.String,
-        },
-        orient="row",
-    )
+    sessions = pl.DataFrame(rows, schema=SESSIONS_SCHEMA, orient="row")
     clients = pl.DataFrame(
         {"CLNT_ID": list(histories), "gender": [0] * len(histories), "age": [2] * len(histories)},
-        schema={"CLNT_ID": pl.Int64, "gender": pl.Int16, "age": pl.Int16},
+        schema=CLIENTS_SCHEMA,
     )
     vocab = Vocabulary(labels=[f"l{i}" for i in range(n_labels)], label_clac1=[0] * n_labels, clac1=["c"])
     return ProcessedData(vocab, clients, sessions, [], {})
