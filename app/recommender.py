@@ -207,7 +207,11 @@ class Recommender:
         if not sessions and gender is None and age is None:
             raise InvalidQueryError("Nothing to score: give a basket, a history, a gender or an age")
         self._checked_k(k)
-        scores = self.score_histories([sessions], [self._gender_code(gender)], [self._age_code(age)])
+        scores = self.score_histories(
+            [sessions],
+            [self._code(gender, self.vocab.genders, "gender")],
+            [self._code(age, self.vocab.ages, "age")],
+        )
         return self.rank(scores[0], k, bought=_labels_in(sessions))
 
     def _checked_k(self, k: int) -> int:
@@ -215,19 +219,14 @@ class Recommender:
             raise InvalidQueryError(f"k must be between 1 and {self.max_k}", details={"k": k})
         return k
 
-    def _gender_code(self, gender: str | None) -> int:
-        if gender is None:
+    @staticmethod
+    def _code(value: str | int | None, codes: Sequence[str | int], field: str) -> int:
+        """The vocabulary index of a demographic value; None is UNKNOWN (index 0, never a real code)."""
+        if value is None:
             return UNKNOWN
-        if gender not in self.vocab.genders[1:]:
-            raise InvalidQueryError(f"Unknown gender {gender!r}", details={"known": self.vocab.genders[1:]})
-        return self.vocab.genders.index(gender)
-
-    def _age_code(self, age: int | None) -> int:
-        if age is None:
-            return UNKNOWN
-        if age not in self.vocab.ages[1:]:
-            raise InvalidQueryError(f"Unknown age {age}", details={"known": self.vocab.ages[1:]})
-        return self.vocab.ages.index(age)
+        if value not in codes[1:]:
+            raise InvalidQueryError(f"Unknown {field} {value!r}", details={"known": list(codes[1:])})
+        return list(codes).index(value)
 
 
 def _labels_in(sessions: Sequence[Sequence[int]]) -> set[int]:
