@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -17,17 +18,21 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.api.deps import InferencePool
 from app.api.errors import install_error_handlers
 from app.api.limits import BodyLimitMiddleware
 from app.api.openapi import install_openapi
 from app.api.routes import admin, catalog, health, recommend
+from app.batching import BatchScorer
 from app.core.config import Settings, get_settings, load_settings
+from app.core.memory import freeze_long_lived
 from app.recommender import Recommender
 
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
+WORKER_START_S = (
+    120  # a restarted worker must load and verify the artifacts within this, or the old one stays
+)
 DESCRIPTION = (
     "Wide & Deep next-basket recommendations over L.POINT-style purchase logs: the model scores every "
     "CLAC3 sub-category for a client's recent sessions and demographics. The web page is at `/`."
@@ -44,11 +49,12 @@ def _load(settings: Settings) -> Recommender:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    # One intra-op thread per forward pass: parallelism comes from concurrent requests (InferencePool),
+    # One intra-op thread per forward pass: parallelism comes from concurrent batches (BatchScorer),
     # and torch's default of one thread per core would oversubscribe the 2 cores under load.
     torch.set_num_threads(1)
     if app.state.recommender is None:
         app.state.recommender = await anyio.to_thread.run_sync(partial(_load, app.state.settings))
+    freeze_long_lived()
     async with admin.reload_on_sighup(app):
         yield
 
@@ -63,7 +69,7 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     app = FastAPI(title="wdrec", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
     app.state.recommender = recommender
-    app.state.inference_pool = InferencePool(settings.inference_threads)
+    app.state.scorer = BatchScorer(threads=settings.inference_threads, max_batch=settings.max_batch)
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -83,13 +89,38 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     return app
 
 
-def serve(*, artifacts_dir: Path | None = None, host: str | None = None, port: int | None = None) -> None:
+def serve(
+    *,
+    artifacts_dir: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+) -> None:
     """Load and verify the artifacts, then serve them with uvicorn; ArtifactError naming the file if bad.
 
     Loading before uvicorn starts makes a bad artifact set one clear error line (the CLI's exit status 2)
-    instead of a lifespan traceback.
+    instead of a lifespan traceback. With several workers, each worker process builds its own app from
+    the environment, so the overrides are passed on as WDREC_* variables; SIGHUP to this process then
+    restarts the workers one at a time, each loading `current` anew (uvicorn's supervisor).
     """
-    overrides: dict[str, Any] = {"artifacts_dir": artifacts_dir, "host": host, "port": port}
-    settings = load_settings(**{name: value for name, value in overrides.items() if value is not None})
-    app = create_app(settings, recommender=_load(settings))
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level)
+    overrides: dict[str, Any] = {
+        "artifacts_dir": artifacts_dir,
+        "host": host,
+        "port": port,
+        "workers": workers,
+    }
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    settings = load_settings(**overrides)
+    recommender = _load(settings)
+    run = partial(uvicorn.run, host=settings.host, port=settings.port, log_level=settings.log_level)
+    if settings.workers == 1:
+        run(create_app(settings, recommender=recommender))
+        return
+    del recommender  # verified; each worker loads its own copy
+    os.environ.update({f"WDREC_{name.upper()}": str(value) for name, value in overrides.items()})
+    run(
+        "app.main:create_app",
+        factory=True,
+        workers=settings.workers,
+        timeout_worker_healthcheck=WORKER_START_S,
+    )

@@ -26,6 +26,18 @@ TopK = tuple[torch.Tensor, torch.Tensor, frozenset[int]]  # scores, label ids (b
 
 
 @dataclass(frozen=True)
+class Query:
+    """One ranking to compute: sessions (label ids, oldest first), demographic codes, how many labels, and
+    the client's table row when the ranking belongs to a known client (then it is cached)."""
+
+    sessions: list[list[int]]
+    gender: int
+    age: int
+    k: int
+    row: int | None = None
+
+
+@dataclass(frozen=True)
 class ScoredLabel:
     """One ranked label."""
 
@@ -142,14 +154,24 @@ class Recommender:
                 inputs = self.artifacts.builder.build_batch(histories, genders, ages)
             return torch.sigmoid(self.artifacts.model(*inputs))
 
-    def rank(self, scores: torch.Tensor, k: int, *, bought: set[int]) -> list[ScoredLabel]:
-        """The top-k of one score vector [N], best first, marking labels in `bought`."""
-        values, indices = torch.topk(scores, self._checked_k(k))
-        return self._ranked(values, indices, bought)
+    def top(self, queries: Sequence[Query]) -> list[TopK]:
+        """The top-k of each query from one batched forward pass; known clients' rankings are cached."""
+        scores = self.score_histories(
+            [q.sessions for q in queries], [q.gender for q in queries], [q.age for q in queries]
+        )
+        values, indices = torch.topk(scores, max(q.k for q in queries))
+        tops: list[TopK] = []
+        for query, row_values, row_indices in zip(queries, values, indices, strict=True):
+            # Copies: a cached entry must not keep the whole batch's tensor alive.
+            entry = (row_values[: query.k].clone(), row_indices[: query.k].clone(), labels_in(query.sessions))
+            if query.row is not None:
+                self._top.put(query.row, entry)
+            tops.append(entry)
+        return tops
 
-    def _ranked(
-        self, values: torch.Tensor, indices: torch.Tensor, bought: set[int] | frozenset[int]
-    ) -> list[ScoredLabel]:
+    def ranked(self, entry: TopK, k: int) -> list[ScoredLabel]:
+        """The first k labels of a ranking, best first, marking labels the history holds."""
+        values, indices, bought = entry[0][:k].tolist(), entry[1][:k].tolist(), entry[2]
         return [
             ScoredLabel(
                 rank=rank,
@@ -159,22 +181,22 @@ class Recommender:
                 score=score,
                 bought_before=label_id in bought,
             )
-            for rank, (label_id, score) in enumerate(zip(indices.tolist(), values.tolist(), strict=True), 1)
+            for rank, (label_id, score) in enumerate(zip(indices, values, strict=True), 1)
         ]
 
-    def recommend(self, client_id: int, k: int) -> list[ScoredLabel]:
-        """Top-k for a known client from all of its kept sessions (the builder keeps the most recent)."""
+    def client_query(self, client_id: int) -> Query:
+        """The query of a known client: all of its kept sessions (the builder keeps the most recent)."""
         row = self._row(client_id)
-        self._checked_k(k)
-        values, indices, bought = self._top.get(row) or self._client_top(row)
-        return self._ranked(values[:k], indices[:k], bought)
+        return Query(self._sessions[row], self._genders[row], self._ages[row], k=self.max_k, row=row)
 
-    def recommend_cached(self, client_id: int, k: int) -> list[ScoredLabel] | None:
-        """The client's top-k if already computed, else None: never runs the model (event-loop safe)."""
-        row = self._row(client_id)
-        self._checked_k(k)
-        entry = self._top.get(row)
-        return None if entry is None else self._ranked(entry[0][:k], entry[1][:k], entry[2])
+    def recommend(self, client_id: int, k: int) -> list[ScoredLabel]:
+        """Top-k for a known client (computed once per loaded version, then cached)."""
+        self.check_k(k)
+        return self.ranked(self.cached(client_id) or self.top([self.client_query(client_id)])[0], k)
+
+    def cached(self, client_id: int) -> TopK | None:
+        """The client's cached ranking, or None: never runs the model (event-loop safe)."""
+        return self._top.get(self._row(client_id))
 
     def _row(self, client_id: int) -> int:
         row = self._row_of.get(client_id)
@@ -182,15 +204,7 @@ class Recommender:
             raise UnknownClientError(client_id)
         return row
 
-    def _client_top(self, row: int) -> TopK:
-        sessions = self._sessions[row]
-        scores = self.score_histories([sessions], [self._genders[row]], [self._ages[row]])
-        values, indices = torch.topk(scores[0], self.max_k)
-        entry = (values, indices, frozenset(_labels_in(sessions)))
-        self._top.put(row, entry)
-        return entry
-
-    def score(
+    def custom_query(
         self,
         *,
         basket: Sequence[str] = (),
@@ -198,23 +212,27 @@ class Recommender:
         gender: str | None = None,
         age: int | None = None,
         k: int = 10,
-    ) -> list[ScoredLabel]:
-        """Top-k for a custom history whose newest session is `basket`; demographics alone: cold start."""
+    ) -> Query:
+        """The query of a custom history whose newest session is `basket`; demographics alone: cold start."""
         named = [session for session in (*history, basket) if session]
         self.label_ids([name for session in named for name in session])  # every unknown label, one error
         # A session is its distinct labels in ascending id order, as in the processed data set.
         sessions = [sorted({self._label_ids[name] for name in session}) for session in named]
         if not sessions and gender is None and age is None:
             raise InvalidQueryError("Nothing to score: give a basket, a history, a gender or an age")
-        self._checked_k(k)
-        scores = self.score_histories(
-            [sessions],
-            [self._code(gender, self.vocab.genders, "gender")],
-            [self._code(age, self.vocab.ages, "age")],
+        return Query(
+            sessions,
+            self._code(gender, self.vocab.genders, "gender"),
+            self._code(age, self.vocab.ages, "age"),
+            k=self.check_k(k),
         )
-        return self.rank(scores[0], k, bought=_labels_in(sessions))
 
-    def _checked_k(self, k: int) -> int:
+    def rank(self, query: Query) -> list[ScoredLabel]:
+        """The query's top-k labels, best first (one forward pass)."""
+        return self.ranked(self.top([query])[0], query.k)
+
+    def check_k(self, k: int) -> int:
+        """`k` if 1 <= k <= max_k, else InvalidQueryError."""
         if not 1 <= k <= self.max_k:
             raise InvalidQueryError(f"k must be between 1 and {self.max_k}", details={"k": k})
         return k
@@ -229,5 +247,5 @@ class Recommender:
         return list(codes).index(value)
 
 
-def _labels_in(sessions: Sequence[Sequence[int]]) -> set[int]:
-    return {label for session in sessions for label in session}
+def labels_in(sessions: Sequence[Sequence[int]]) -> frozenset[int]:
+    return frozenset(label for session in sessions for label in session)

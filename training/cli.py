@@ -51,7 +51,7 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from app.main import serve
 
-    serve(artifacts_dir=args.artifacts, host=args.host, port=args.port)
+    serve(artifacts_dir=args.artifacts, host=args.host, port=args.port, workers=args.workers)
 
 
 def _import_completejourney(args: argparse.Namespace) -> None:
@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     srv.add_argument("--host", default=None, help="bind address (default: WDREC_HOST or 127.0.0.1)")
     srv.add_argument("--port", type=int, default=None, help="port (default: WDREC_PORT or 8000)")
+    srv.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: WDREC_WORKERS or 1)"
+    )
     srv.set_defaults(handler=_serve)
 
     cj = sub.add_parser(

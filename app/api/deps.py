@@ -6,33 +6,14 @@ thread, a thread hop per dependency per request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated
 
-import anyio.to_thread
-from anyio import CapacityLimiter
 from fastapi import Depends, Request
 
+from app.batching import BatchScorer
 from app.core.config import Settings
 from app.errors import NotReadyError
 from app.recommender import Recommender
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-class InferencePool:
-    """Runs blocking scoring calls on worker threads, at most `threads` at a time."""
-
-    def __init__(self, threads: int) -> None:
-        self.threads = threads
-        self._limiter: CapacityLimiter | None = None  # created on first use: it needs a running event loop
-
-    async def run(self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        if self._limiter is None:
-            self._limiter = CapacityLimiter(self.threads)
-        return await anyio.to_thread.run_sync(partial(func, *args, **kwargs), limiter=self._limiter)
 
 
 async def get_settings(request: Request) -> Settings:
@@ -48,11 +29,11 @@ async def get_recommender(request: Request) -> Recommender:
     return recommender
 
 
-async def get_inference_pool(request: Request) -> InferencePool:
-    pool: InferencePool = request.app.state.inference_pool
-    return pool
+async def get_scorer(request: Request) -> BatchScorer:
+    scorer: BatchScorer = request.app.state.scorer
+    return scorer
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
-InferenceDep = Annotated[InferencePool, Depends(get_inference_pool)]
+ScorerDep = Annotated[BatchScorer, Depends(get_scorer)]

@@ -66,9 +66,10 @@ def _add_examples(schema: dict[str, Any], recommender: Recommender) -> None:
         age=profile.age or 30,
         k=EXAMPLE_K,
     )
-    scored = recommender.score(
+    query = recommender.custom_query(
         basket=request.basket, history=request.history, gender=request.gender, age=request.age, k=request.k
     )
+    scored = recommender.rank(query)
     labels = labels_response(recommender)
     labels.groups = [group.model_copy(update={"labels": group.labels[:3]}) for group in labels.groups[:2]]
     recommendation = ranking_response(

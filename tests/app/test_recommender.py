@@ -80,21 +80,21 @@ def test_label_ids_unknown_labels_raise_with_closest_known(recommender: Recommen
 
 
 def test_score_demographics_only_gives_a_cold_start_ranking(recommender: Recommender) -> None:
-    items = recommender.score(gender="F", age=30, k=5)
+    items = recommender.rank(recommender.custom_query(gender="F", age=30, k=5))
     assert len(items) == 5
     assert not any(item.bought_before for item in items)
-    assert items != recommender.score(gender="M", age=60, k=5)
+    assert items != recommender.rank(recommender.custom_query(gender="M", age=60, k=5))
 
 
 def test_score_nothing_usable_raises(recommender: Recommender) -> None:
     with pytest.raises(InvalidQueryError, match="Nothing to score"):
-        recommender.score(basket=[], history=[[], []])
+        recommender.rank(recommender.custom_query(basket=[], history=[[], []]))
 
 
 @pytest.mark.parametrize("k", [0, -1, 101])
 def test_score_k_out_of_range_raises(recommender: Recommender, k: int) -> None:
     with pytest.raises(InvalidQueryError, match="k must be between 1 and 100"):
-        recommender.score(gender="F", k=k)
+        recommender.rank(recommender.custom_query(gender="F", k=k))
 
 
 def test_max_k_is_bounded_by_the_label_count(artifacts: ArtifactSet) -> None:
@@ -103,14 +103,16 @@ def test_max_k_is_bounded_by_the_label_count(artifacts: ArtifactSet) -> None:
 
 def test_score_unknown_age_raises(recommender: Recommender) -> None:
     with pytest.raises(InvalidQueryError, match="Unknown age 35"):
-        recommender.score(age=35)
+        recommender.rank(recommender.custom_query(age=35))
 
 
 def test_recommend_cached_ranking_equals_an_uncached_one(artifacts: ArtifactSet, known_client: int) -> None:
     cached = Recommender(artifacts, cache_size=10)
-    assert cached.recommend_cached(known_client, 5) is None
+    assert cached.cached(known_client) is None
     first = cached.recommend(known_client, 20)
-    assert cached.recommend_cached(known_client, 5) == first[:5] == cached.recommend(known_client, 5)
+    entry = cached.cached(known_client)
+    assert entry is not None
+    assert cached.ranked(entry, 5) == first[:5] == cached.recommend(known_client, 5)
     assert first == Recommender(artifacts, cache_size=0).recommend(known_client, 20)
 
 

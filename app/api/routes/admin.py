@@ -4,6 +4,11 @@ A reload loads and verifies the version `current` points at now, off the event l
 `app.state.recommender` in one assignment: requests already running finish on the version they started
 with, later ones get the new one, none waits. A failed load changes nothing; the reason goes to the log and,
 for the route, to the response. The route exists only when `WDREC_ADMIN_API_KEY` is set.
+
+With several worker processes (`WDREC_WORKERS` > 1) a worker cannot swap its siblings' models: the route
+sends SIGHUP to uvicorn's supervisor, which starts a replacement for each worker in turn and retires the old
+one only once the new one serves (a replacement that fails to load leaves the old worker serving), and
+answers 202 at once; /ready then shows the version each worker serves.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -19,9 +25,11 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from app.core.config import Settings
+from app.core.memory import freeze_long_lived
 from app.recommender import Recommender
 from app.schemas import ErrorResponse
 from training.errors import WdrecError
@@ -46,6 +54,17 @@ class ReloadResult(BaseModel):
                 }
             ]
         }
+    }
+
+
+class RestartResult(BaseModel):
+    """A rolling restart of the worker processes was requested (202)."""
+
+    restarting_workers: int
+    serving: str  # the version this worker serves until it is replaced
+
+    model_config = {
+        "json_schema_extra": {"examples": [{"restarting_workers": 2, "serving": "20261126T101500Z-d0b4d55c"}]}
     }
 
 
@@ -78,6 +97,7 @@ async def reload_recommender(app: FastAPI) -> ReloadResult:
             logger.error("%s", error)
             raise error from exc
         app.state.recommender = new  # the one reference swap
+        freeze_long_lived()
     logger.info("reloaded: serving %s (was %s)", new.version, old.version)
     return ReloadResult(version=new.version, previous=old.version, changed=new.version != old.version)
 
@@ -124,17 +144,30 @@ def api_key(settings: Settings) -> str:
 router = APIRouter(prefix="/admin", tags=["admin"])
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or wrong API key (header X-API-Key)"},
+    202: {"model": RestartResult, "description": "Several workers: their rolling restart was requested"},
     409: {"model": ErrorResponse, "description": "The new version is bad; the old one is still served"},
     413: {"model": ErrorResponse, "description": "Request body too large"},
 }
 
 
-@router.post("/reload", summary="Reload the newest artifact version", responses=ERRORS)
-async def reload(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> ReloadResult:
-    """Load and verify `current` again and swap it in; on failure keep serving the old version (409, why)."""
-    expected = api_key(request.app.state.settings)
+@router.post(
+    "/reload", summary="Reload the newest artifact version", response_model=ReloadResult, responses=ERRORS
+)
+async def reload(
+    request: Request, x_api_key: Annotated[str | None, Header()] = None
+) -> ReloadResult | JSONResponse:
+    """Load and verify `current` again and swap it in; on failure keep serving the old version (409, why).
+    With several workers: request their rolling restart (202)."""
+    settings: Settings = request.app.state.settings
+    expected = api_key(settings)
     if not expected or not secrets.compare_digest((x_api_key or "").encode(), expected.encode()):
         raise HTTPException(401, "Missing or wrong API key (header X-API-Key)")
+    if settings.workers > 1:
+        os.kill(os.getppid(), signal.SIGHUP)  # the supervisor: see the module docstring
+        served = RestartResult(
+            restarting_workers=settings.workers, serving=request.app.state.recommender.version
+        )
+        return JSONResponse(served.model_dump(), status_code=202)
     try:
         return await reload_recommender(request.app)
     except ReloadError as exc:

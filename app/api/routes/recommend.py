@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 from weakref import WeakKeyDictionary
 
 from fastapi import APIRouter, Path, Query
 
-from app.api.deps import InferenceDep, RecommenderDep, SettingsDep
+from app.api.deps import RecommenderDep, ScorerDep, SettingsDep
 from app.api.errors import error_responses
 from app.errors import InvalidQueryError
 from app.recommender import Recommender, ScoredLabel
@@ -41,15 +42,16 @@ def ranking_response(
 async def recommend(
     client_id: Annotated[int, Path(description="CLNT_ID of a client in the loaded table")],
     recommender: RecommenderDep,
-    pool: InferenceDep,
+    scorer: ScorerDep,
     k: Annotated[int, Query(ge=1, description="how many labels, 1..min(max_k, label count)")] = 10,
 ) -> RecommendResponse:
     """Score every CLAC3 label for the client's most recent sessions and demographics; return the top k."""
+    recommender.check_k(k)
     # A cached client is answered on the event loop: no thread hop for what needs no model call.
-    items = recommender.recommend_cached(client_id, k)
-    if items is None:
-        items = await pool.run(recommender.recommend, client_id, k)
-    return ranking_response(recommender, items, client_id=client_id, k=k)
+    entry = recommender.cached(client_id) or await scorer.top(
+        recommender, partial(recommender.client_query, client_id)
+    )
+    return ranking_response(recommender, recommender.ranked(entry, k), client_id=client_id, k=k)
 
 
 @router.post(
@@ -58,18 +60,20 @@ async def recommend(
     responses=error_responses(400, 413, 422, 503),
 )
 async def score(
-    request: ScoreRequest, recommender: RecommenderDep, pool: InferenceDep, settings: SettingsDep
+    request: ScoreRequest, recommender: RecommenderDep, scorer: ScorerDep, settings: SettingsDep
 ) -> RecommendResponse:
     """Score every label for a history whose newest session is the basket; demographics alone: cold start."""
     _check_lengths(request, settings.max_basket_len, settings.max_history_len)
-    items = await pool.run(
-        recommender.score,
+    query = partial(
+        recommender.custom_query,
         basket=request.basket,
         history=request.history,
         gender=request.gender,
         age=request.age,
         k=request.k,
     )
+    entry = await scorer.top(recommender, query)
+    items = recommender.ranked(entry, request.k)
     return ranking_response(recommender, items, client_id=None, k=request.k)
 
 

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from functools import partial
+
+import pytest
+import torch
+
+from app.batching import BatchScorer, score_batch
+from app.errors import InvalidQueryError, UnknownClientError, UnknownLabelsError
+from app.recommender import Query, Recommender, TopK
+from training.artifacts import ArtifactSet
+
+pytestmark = pytest.mark.slow  # needs the session's trained artifacts
+
+
+class RecordingRecommender(Recommender):
+    """A real Recommender that records the size of every batch it scores."""
+
+    def __init__(self, artifacts: ArtifactSet) -> None:
+        super().__init__(artifacts, cache_size=0)
+        self.batch_sizes: list[int] = []
+
+    def top(self, queries: Sequence[Query]) -> list[TopK]:
+        self.batch_sizes.append(len(queries))
+        return super().top(queries)
+
+
+def _custom(recommender: Recommender, i: int) -> partial[Query]:
+    labels = recommender.vocab.labels
+    return partial(recommender.custom_query, basket=[labels[i], labels[i + 1]], gender="F", age=30, k=5)
+
+
+def _assert_same(got: TopK, want: TopK) -> None:
+    assert got[1].tolist() == want[1].tolist()
+    torch.testing.assert_close(got[0], want[0])
+    assert got[2] == want[2]
+
+
+def test_score_batch_keeps_each_requests_error_and_scores_the_rest(artifacts: ArtifactSet) -> None:
+    recommender = RecordingRecommender(artifacts)
+    makers = [
+        _custom(recommender, 1),
+        partial(recommender.custom_query, basket=["없는 라벨"]),
+        partial(recommender.client_query, -1),
+        partial(recommender.custom_query, gender="F", k=0),
+        _custom(recommender, 3),
+    ]
+    outcomes = score_batch(recommender, makers)
+    assert [type(o) for o in outcomes[1:4]] == [UnknownLabelsError, UnknownClientError, InvalidQueryError]
+    assert recommender.batch_sizes == [2]  # both valid queries in one forward pass
+    for outcome, make in zip((outcomes[0], outcomes[4]), (makers[0], makers[4]), strict=True):
+        assert not isinstance(outcome, Exception)
+        _assert_same(outcome, recommender.top([make()])[0])
+
+
+def test_score_batch_of_only_bad_requests_runs_no_forward_pass(artifacts: ArtifactSet) -> None:
+    recommender = RecordingRecommender(artifacts)
+    outcomes = score_batch(recommender, [partial(recommender.client_query, -1)])
+    assert isinstance(outcomes[0], UnknownClientError) and recommender.batch_sizes == []
+
+
+def test_batch_scorer_concurrent_requests_share_forward_passes_and_equal_single_ones(
+    artifacts: ArtifactSet,
+) -> None:
+    recommender = RecordingRecommender(artifacts)
+    makers = [_custom(recommender, i) for i in range(1, 41)]
+    scorer = BatchScorer(threads=2, max_batch=16)
+
+    async def run() -> list[TopK]:
+        return await asyncio.gather(*(scorer.top(recommender, make) for make in makers))
+
+    results = asyncio.run(run())
+    assert sum(recommender.batch_sizes) == 40
+    assert len(recommender.batch_sizes) < 40 and max(recommender.batch_sizes) <= 16
+    for result, make in zip(results, makers, strict=True):
+        _assert_same(result, recommender.top([make()])[0])
+
+
+def test_batch_scorer_raises_a_requests_error_to_that_request_only(artifacts: ArtifactSet) -> None:
+    recommender = Recommender(artifacts, cache_size=0)
+    scorer = BatchScorer(threads=1, max_batch=8)
+
+    async def run() -> list[TopK | BaseException]:
+        requests = [_custom(recommender, 1), partial(recommender.client_query, -7), _custom(recommender, 2)]
+        return await asyncio.gather(*(scorer.top(recommender, r) for r in requests), return_exceptions=True)
+
+    first, error, third = asyncio.run(run())
+    assert isinstance(error, UnknownClientError)
+    assert not isinstance(first, BaseException) and not isinstance(third, BaseException)
+
+
+def test_batch_scorer_never_mixes_two_recommenders_in_one_batch(artifacts: ArtifactSet) -> None:
+    old, new = RecordingRecommender(artifacts), RecordingRecommender(artifacts)
+    scorer = BatchScorer(threads=1, max_batch=64)
+
+    async def run() -> None:
+        await asyncio.gather(
+            *(scorer.top(r, _custom(r, i)) for i in range(1, 11) for r in (old, new)),
+        )
+
+    asyncio.run(run())
+    assert sum(old.batch_sizes) == sum(new.batch_sizes) == 10
+
+
+def test_batch_scorer_a_cancelled_request_does_not_disturb_the_others(artifacts: ArtifactSet) -> None:
+    recommender = Recommender(artifacts, cache_size=0)
+    scorer = BatchScorer(threads=1, max_batch=8)
+
+    async def run() -> TopK:
+        doomed = asyncio.ensure_future(scorer.top(recommender, _custom(recommender, 1)))
+        survivor = asyncio.ensure_future(scorer.top(recommender, _custom(recommender, 2)))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        return await survivor
+
+    _assert_same(asyncio.run(run()), recommender.top([_custom(recommender, 2)()])[0])
