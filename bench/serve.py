@@ -1,18 +1,20 @@
 """Benchmark: GET /recommend and POST /score against the trivial GET /health of the same uvicorn server.
 
     .venv/bin/python -m bench.serve [--artifacts DIR] [--seconds 8] [--rounds 2] [--connections 32]
-                                    [--loaders httpx,wrk]
+                                    [--loaders httpx,wrk] [--workers 1,2]
 
 Without --artifacts, generates the default data set into results/tmp/serve/ and trains the default
-architecture for a few epochs there (reused by later runs). The server is one `wdrec serve` process.
+architecture for a few epochs there (reused by later runs). The server is `wdrec serve --workers N`, one
+run per N: one process, or uvicorn's supervisor and N worker processes.
 Load, closed loop (each connection sends its next request as soon as the previous one is answered), from:
 - `httpx`: asyncio (uvloop) httpx clients in this process, one keep-alive connection each;
 - `wrk`: Debian's wrk (C, one thread), cycling through the same requests (skipped if not installed).
 Python's client costs the shared 2 cores more CPU per request than the server's trivial route does, so
-its latencies are mostly the client's own; wrk's are the server's. Each route first gets one warm-up pass
-over its requests (connections, TorchScript's first runs, /recommend's per-client cache: steady state),
-then `--seconds` of measurement; routes alternate over `--rounds` rounds and each keeps its best round,
-so load from other processes hits all alike. Server CPU per request comes from /proc/<pid>/stat.
+its latencies are mostly the client's own; wrk's are the server's. Each route first gets warm-up passes
+over its requests (connections, TorchScript's first runs, /recommend's per-client cache: steady state;
+3 per worker, since each pass's connections land on workers at random), then `--seconds` of measurement;
+routes alternate over `--rounds` rounds and each keeps its best round, so load from other processes hits
+all alike. Server CPU per request comes from /proc/<pid>/stat of the server's whole process tree.
 Targets (2 cores, 32 connections): /recommend >= 60% of /health's throughput with p99 <= 25 ms;
 /score p99 <= 40 ms. Writes results/serve.json and results/serve.md.
 """
@@ -40,7 +42,7 @@ import httpx
 import uvloop
 
 from bench import RESULTS, targets_table, write_results
-from tests.e2e.conftest import running_server
+from tests.e2e.conftest import Server, running_server
 
 DEFAULT_ROOT = RESULTS / "tmp" / "serve"
 QUICK_TRAINING = ("max_epochs=3", "ablations=false")  # the default architecture; accuracy is not measured
@@ -85,8 +87,11 @@ def ensure_artifacts(root: Path) -> Path:
 
 
 def server_cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and, recursively, of its children (the workers of a supervisor)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return own + sum(server_cpu_seconds(int(child)) for child in children)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -191,8 +196,14 @@ def load_wrk(url: str, requests: list[Request], *, seconds: float, connections: 
 LOADERS: dict[str, Callable[..., Load]] = {"httpx": load_httpx, "wrk": load_wrk}
 
 
-def measure(loader: str, url: str, pid: int, route: str, requests: list[Request], **load: Any) -> RouteResult:
-    uvloop.run(hammer(url, requests, seconds=WARM_UP_MAX_SECONDS, connections=load["connections"], once=True))
+def measure(
+    loader: str, url: str, pid: int, route: str, requests: list[Request], *, workers: int, **load: Any
+) -> RouteResult:
+    for _ in range(3 * workers):
+        warm_up = hammer(
+            url, requests, seconds=WARM_UP_MAX_SECONDS, connections=load["connections"], once=True
+        )
+        uvloop.run(warm_up)
     cpu = server_cpu_seconds(pid)
     done = LOADERS[loader](url, requests, **load)
     cpu = server_cpu_seconds(pid) - cpu
@@ -227,31 +238,19 @@ def build_requests(url: str, *, seed: int = 0, count: int = 1024) -> dict[str, l
 
 
 def run(
-    artifacts: Path, loaders: list[str], *, seconds: float, rounds: int, connections: int
+    artifacts: Path, loaders: list[str], *, workers: list[int], seconds: float, rounds: int, connections: int
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    with running_server(artifacts, RESULTS / "tmp" / "serve.log") as server:
-        requests = build_requests(server.url)
-        model = httpx.get(f"{server.url}/model").json()
-        for loader in loaders:
-            best: dict[str, RouteResult] = {}
-            for _ in range(rounds):
-                for route, batch in requests.items():
-                    r = measure(
-                        loader,
-                        server.url,
-                        server.process.pid,
-                        route,
-                        batch,
-                        seconds=seconds,
-                        connections=connections,
-                    )
-                    print(f"  {loader:<5} {route:<11} {r.throughput_rps:8.1f} req/s  p50 {r.p50_ms:7.2f} ms  "
-                          f"p99 {r.p99_ms:7.2f} ms  server CPU {r.server_cpu_ms_per_request:.2f} ms/req  "
-                          f"errors {r.errors}")  # fmt: skip
-                    if route not in best or r.throughput_rps > best[route].throughput_rps:
-                        best[route] = r
-            results[loader] = summary(best)
+    for count in workers:
+        log = RESULTS / "tmp" / f"serve-{count}.log"
+        with running_server(artifacts, log, workers=count) as server:
+            requests = build_requests(server.url)
+            model = httpx.get(f"{server.url}/model").json()
+            load = {"workers": count, "seconds": seconds, "connections": connections}
+            results[str(count)] = {
+                loader: summary(best_rounds(loader, server, requests, rounds=rounds, **load))
+                for loader in loaders
+            }
     setup = {
         "connections": connections,
         "seconds_per_route": seconds,
@@ -264,7 +263,23 @@ def run(
         "n_clients": model["n_clients"],
         "hidden": model["config"].get("hidden"),
     }
-    return {"setup": setup, "loaders": results}
+    return {"setup": setup, "workers": results}
+
+
+def best_rounds(
+    loader: str, server: Server, requests: dict[str, list[Request]], *, rounds: int, **load: Any
+) -> dict[str, RouteResult]:
+    """Each route's best round (by throughput) of `rounds`, routes alternating."""
+    best: dict[str, RouteResult] = {}
+    for _ in range(rounds):
+        for route, batch in requests.items():
+            r = measure(loader, server.url, server.process.pid, route, batch, **load)
+            print(f"  {load['workers']} worker(s) {loader:<5} {route:<11} {r.throughput_rps:8.1f} req/s  "
+                  f"p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms  "
+                  f"server CPU {r.server_cpu_ms_per_request:.2f} ms/req  errors {r.errors}")  # fmt: skip
+            if route not in best or r.throughput_rps > best[route].throughput_rps:
+                best[route] = r
+    return best
 
 
 def summary(best: dict[str, RouteResult]) -> dict[str, Any]:
@@ -288,30 +303,31 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Serving benchmark (`bench/serve.py`)",
         "",
-        f"One `wdrec serve` process (uvicorn; torch 1 thread per forward, at most 2 forwards at once) over "
-        f"model {setup['model_version']} ({setup['n_labels']} labels, {setup['n_clients']} clients, hidden "
-        f"{setup['hidden']}). Load on the same {setup['cpus']} cores over {setup['connections']} keep-alive "
-        f"connections, closed loop, best of {setup['rounds']} rounds of {setup['seconds_per_route']} s per "
-        f"route after one warm-up pass (so /recommend is served from its per-client cache; /score is never "
-        f"cached). 1-minute load average at the end: {setup['load_average_1m_at_end']} (other work shares "
-        f"the machine).",
+        f"`wdrec serve --workers N` (uvicorn; torch 1 thread per forward, at most 2 batches at once per "
+        f"process, concurrent requests micro-batched) over model {setup['model_version']} "
+        f"({setup['n_labels']} labels, {setup['n_clients']} clients, hidden {setup['hidden']}). Load on the "
+        f"same {setup['cpus']} cores over {setup['connections']} keep-alive connections, closed loop, best "
+        f"of {setup['rounds']} rounds of {setup['seconds_per_route']} s per route after warm-up passes (so "
+        f"/recommend is served from its per-client cache; /score is never cached). 1-minute load average "
+        f"at the end: {setup['load_average_1m_at_end']} (other work shares the machine).",
     ]
-    for loader, figures in result["loaders"].items():
-        trivial = figures["routes"]["/health"]["throughput_rps"]
-        lines += [
-            "",
-            f"## Load from {loader}",
-            "",
-            "| route | req/s | vs /health | p50 ms | p99 ms | server CPU ms/req | errors |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {route} | {r['throughput_rps']:.0f} | {r['throughput_rps'] / trivial:.0%} "
-            f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-            f"| {r['server_cpu_ms_per_request']:.2f} | {r['errors']} |"
-            for route, r in figures["routes"].items()
-        ]
-        lines += ["", *targets_table(figures["targets"])]
+    for workers, by_loader in result["workers"].items():
+        for loader, figures in by_loader.items():
+            trivial = figures["routes"]["/health"]["throughput_rps"]
+            lines += [
+                "",
+                f"## {workers} worker process{'es' if workers != '1' else ''}, load from {loader}",
+                "",
+                "| route | req/s | vs /health | p50 ms | p99 ms | server CPU ms/req | errors |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {route} | {r['throughput_rps']:.0f} | {r['throughput_rps'] / trivial:.0%} "
+                f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
+                f"| {r['server_cpu_ms_per_request']:.2f} | {r['errors']} |"
+                for route, r in figures["routes"].items()
+            ]
+            lines += ["", *targets_table(figures["targets"])]
     return "\n".join(lines) + "\n"
 
 
@@ -322,11 +338,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds over the routes; each keeps its best")
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
     parser.add_argument("--loaders", default="httpx,wrk", help="comma-separated: httpx, wrk (if installed)")
+    parser.add_argument("--workers", default="1,2", help="comma-separated worker process counts to measure")
     args = parser.parse_args()
     loaders = [name for name in args.loaders.split(",") if name != "wrk" or shutil.which("wrk")]
     RESULTS.joinpath("tmp").mkdir(parents=True, exist_ok=True)
     artifacts = args.artifacts or ensure_artifacts(DEFAULT_ROOT)
-    result = run(artifacts, loaders, seconds=args.seconds, rounds=args.rounds, connections=args.connections)
+    workers = [int(count) for count in args.workers.split(",")]
+    result = run(
+        artifacts,
+        loaders,
+        workers=workers,
+        seconds=args.seconds,
+        rounds=args.rounds,
+        connections=args.connections,
+    )
     write_results("serve", result, markdown(result))
 
 

@@ -47,13 +47,39 @@ def train_doc2vec(sessions: Sequence[Sequence[int]], labels: Sequence[str], conf
     return model
 
 
+class SeedDraws:
+    """Stands in for `model.random` during PV-DBOW inference: replays what a fresh RandomState(seed) draws.
+
+    train_document_dbow draws exactly two randint(0, 2**24) per call (the seed of its negative sampling),
+    so every document's inference sees the same 2 x epochs numbers; building a RandomState per document to
+    get them cost 126 us, a third of a serving request's inference.
+    """
+
+    BOUND = 2**24
+
+    def __init__(self, seed: int, count: int) -> None:
+        state = np.random.RandomState(seed)
+        self.values = [int(state.randint(0, self.BOUND)) for _ in range(count)]
+        self.position = 0
+
+    def restart(self) -> None:
+        self.position = 0
+
+    def randint(self, low: int, high: int) -> int:
+        if (low, high) != (0, self.BOUND) or self.position >= len(self.values):
+            raise RuntimeError(f"unexpected draw randint({low}, {high}) #{self.position} by gensim")
+        self.position += 1
+        return self.values[self.position - 1]
+
+
 class Doc2VecEncoder:
     """Deterministic `infer_vector`: the same history gives the same vector in every process.
 
     gensim's `infer_vector` draws from `model.random` (negative samples, PV-DM windows) and seeds the
     starting vector with Python's `hash()` of the text, which changes between processes unless
-    PYTHONHASHSEED is fixed. So this runs gensim's own inference routine with the RNG reseeded per call and
-    a starting vector seeded by a CRC32 of the words, with a fixed number of epochs.
+    PYTHONHASHSEED is fixed. So this runs gensim's own inference routine with the RNG reseeded per call
+    (PV-DBOW: `SeedDraws`) and a starting vector seeded by a CRC32 of the words, with a fixed number of
+    epochs.
     """
 
     def __init__(self, model: Doc2Vec, labels: Sequence[str], *, epochs: int, seed: int) -> None:
@@ -61,6 +87,7 @@ class Doc2VecEncoder:
         self.labels = list(labels)
         self.epochs = epochs
         self.seed = seed
+        self.draws = SeedDraws(seed, 2 * epochs)
 
     @property
     def dim(self) -> int:
@@ -75,40 +102,38 @@ class Doc2VecEncoder:
             return vector[0]
         start = np.random.default_rng(zlib.crc32("\x1f".join(words).encode()) ^ self.seed)
         vector[0] = (start.random(self.dim, dtype=np.float32) - 0.5) / self.dim
-        model.random = np.random.RandomState(self.seed)
+        trained_random = model.random
+        if model.sg:
+            self.draws.restart()
+            model.random = self.draws
+        else:  # PV-DM also draws window sizes, as many as the document has words
+            model.random = np.random.RandomState(self.seed)
+        try:
+            self._epochs(words, vector)
+        finally:
+            model.random = trained_random  # what gets saved with the model stays gensim's own
+        return vector[0]
+
+    def _epochs(self, words: list[str], vector: np.ndarray) -> None:
+        """gensim's inference updates of `vector` [1, D], learning rate decaying linearly as in training."""
+        model = self.model
         lockf = np.ones(1, dtype=np.float32)
         work = np.zeros(model.layer1_size, dtype=np.float32)
         neu1 = np.zeros(model.layer1_size, dtype=np.float32)
         alpha, min_alpha = model.alpha, model.min_alpha
         step = (alpha - min_alpha) / max(self.epochs - 1, 1)
+        frozen = {
+            "learn_words": False,
+            "learn_hidden": False,
+            "doctag_vectors": vector,
+            "doctags_lockf": lockf,
+        }
         for _ in range(self.epochs):
             if model.sg:
-                train_document_dbow(
-                    model,
-                    words,
-                    [0],
-                    alpha,
-                    work,
-                    learn_words=False,
-                    learn_hidden=False,
-                    doctag_vectors=vector,
-                    doctags_lockf=lockf,
-                )
+                train_document_dbow(model, words, [0], alpha, work, **frozen)
             else:
-                train_document_dm(
-                    model,
-                    words,
-                    [0],
-                    alpha,
-                    work,
-                    neu1,
-                    learn_words=False,
-                    learn_hidden=False,
-                    doctag_vectors=vector,
-                    doctags_lockf=lockf,
-                )
+                train_document_dm(model, words, [0], alpha, work, neu1, **frozen)
             alpha -= step
-        return vector[0]
 
     def infer(self, histories: Sequence[History]) -> np.ndarray:
         """float32 [B, D]: one vector per history, its sessions' label names as one document."""

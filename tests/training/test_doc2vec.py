@@ -27,6 +27,31 @@ def test_infer_same_history_twice_gives_identical_vectors() -> None:
     assert not np.array_equal(first[0], first[1])
 
 
+class Reseeded:
+    """The reference behaviour SeedDraws replaces: a new RandomState(seed) for every document."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.state = np.random.RandomState(seed)
+
+    def restart(self) -> None:
+        self.state = np.random.RandomState(self.seed)
+
+    def randint(self, low: int, high: int) -> int:
+        return int(self.state.randint(low, high))
+
+
+def test_infer_with_replayed_draws_equals_a_freshly_seeded_random_state_per_document() -> None:
+    data = make_processed(n_clients=20)
+    encoder = tiny_encoder(data, tiny_config())
+    histories = [HISTORY, HISTORY[:1], [[3, 4, 5], [1], [2, 9]]] * 2
+    replayed = encoder.infer(histories)
+    trained_random = encoder.model.random
+    encoder.draws = Reseeded(encoder.seed)  # type: ignore[assignment]
+    np.testing.assert_array_equal(replayed, encoder.infer(histories))
+    assert encoder.model.random is trained_random  # inference leaves the model's own RNG in place
+
+
 def test_infer_empty_or_unknown_history_gives_zero_vector() -> None:
     encoder = tiny_encoder(make_processed(n_clients=20), tiny_config())
     assert not encoder.infer([[]]).any()
