@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 
 from app.errors import InvalidQueryError, UnknownClientError, UnknownLabelsError
+from app.lru import LruCache
 from training.artifacts import ArtifactSet, load_artifacts
 from training.dataset import UNKNOWN
 
@@ -59,28 +59,6 @@ class ClientProfile:
     sessions: list[list[int]]
 
 
-class TopCache:
-    """A thread-safe LRU map from client row to its top max_k; size 0 keeps nothing."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[int, TopK] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, row: int) -> TopK | None:
-        with self._lock:
-            entry = self._entries.get(row)
-            if entry is not None:
-                self._entries.move_to_end(row)
-            return entry
-
-    def put(self, row: int, entry: TopK) -> None:
-        with self._lock:
-            self._entries[row] = entry
-            if len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-
 class Recommender:
     """Scores label sets for histories with the artifact set's model; thread-safe for concurrent requests."""
 
@@ -89,6 +67,7 @@ class Recommender:
         self.vocab = artifacts.vocab
         self.metadata: dict[str, Any] = artifacts.metadata
         self.max_k = min(max_k, self.vocab.n_labels)
+        self.cache_size = cache_size
         self._label_ids = {name: i for i, name in enumerate(self.vocab.labels)}
         clients = artifacts.clients
         self._client_ids: list[int] = clients["CLNT_ID"].to_list()
@@ -100,7 +79,7 @@ class Recommender:
         self._features_lock = threading.Lock()
         # A known client's ranking is a pure function of the loaded version (its sessions are part of the
         # artifacts), so each client's top max_k is computed once; ~1.6 kB per client.
-        self._top = TopCache(cache_size)
+        self._top: LruCache[int, TopK] = LruCache(cache_size)
 
     @classmethod
     def load(cls, path: Path, *, max_k: int = 100, cache_size: int = 10_000) -> Recommender:

@@ -6,6 +6,7 @@ thread, a thread hop per dependency per request.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -16,11 +17,6 @@ from app.errors import NotReadyError
 from app.recommender import Recommender
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 async def get_recommender(request: Request) -> Recommender:
     """The loaded recommender; 503 (NotReadyError) while none is loaded."""
     recommender: Recommender | None = request.app.state.recommender
@@ -29,11 +25,23 @@ async def get_recommender(request: Request) -> Recommender:
     return recommender
 
 
-async def get_scorer(request: Request) -> BatchScorer:
-    scorer: BatchScorer = request.app.state.scorer
-    return scorer
+@dataclass(frozen=True)
+class Ranker:
+    """What the ranking routes need, as one dependency: FastAPI's resolution of each dependency costs
+    ~20 us, a tenth of a cached GET /recommend."""
+
+    recommender: Recommender
+    scorer: BatchScorer
+    settings: Settings
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+async def get_ranker(request: Request) -> Ranker:
+    """The loaded recommender with the app's scorer and settings; 503 while none is loaded."""
+    state = request.app.state
+    if state.recommender is None:
+        raise NotReadyError()
+    return Ranker(state.recommender, state.scorer, state.settings)
+
+
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
-ScorerDep = Annotated[BatchScorer, Depends(get_scorer)]
+RankerDep = Annotated[Ranker, Depends(get_ranker)]

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from app.errors import InvalidQueryError, UnknownClientError, UnknownLabelsError
-from app.recommender import Recommender, TopCache
+from app.lru import LruCache
+from app.recommender import Recommender
 from training.artifacts import ArtifactSet
 
 pytestmark = pytest.mark.slow  # needs the session's trained artifacts
@@ -116,15 +117,15 @@ def test_recommend_cached_ranking_equals_an_uncached_one(artifacts: ArtifactSet,
     assert first == Recommender(artifacts, cache_size=0).recommend(known_client, 20)
 
 
-def test_top_cache_evicts_the_least_recently_used_and_size_0_keeps_nothing() -> None:
+def test_lru_cache_evicts_the_least_recently_used_and_size_0_keeps_nothing() -> None:
     entry = (torch.zeros(1), torch.zeros(1, dtype=torch.int64), frozenset[int]())
-    cache = TopCache(2)
+    cache: LruCache[int, object] = LruCache(2)
     cache.put(1, entry)
     cache.put(2, entry)
     cache.get(1)
     cache.put(3, entry)
     assert [cache.get(row) is not None for row in (1, 2, 3)] == [True, False, True]
-    empty = TopCache(0)
+    empty: LruCache[int, object] = LruCache(0)
     empty.put(1, entry)
     assert empty.get(1) is None
 

@@ -2,30 +2,48 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
 from weakref import WeakKeyDictionary
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Response
 
-from app.api.deps import RecommenderDep, ScorerDep, SettingsDep
+from app.api.deps import RankerDep
 from app.api.errors import error_responses
 from app.errors import InvalidQueryError
+from app.lru import LruCache
 from app.recommender import Recommender, ScoredLabel
 from app.schemas import ModelInfo, Recommendation, RecommendResponse, ScoreRequest, model_info
 
 router = APIRouter(tags=["recommendations"])
 
 
-_MODEL_INFO: WeakKeyDictionary[Recommender, ModelInfo] = WeakKeyDictionary()  # one per loaded version
+@dataclass
+class VersionResponses:
+    """What a loaded version answers the same way every time: its model info, and the JSON body of each
+    recent known client's GET /recommend (a pure function of version, client and k)."""
+
+    info: ModelInfo
+    bodies: LruCache[tuple[int, int], bytes]
+
+
+_VERSIONS: WeakKeyDictionary[Recommender, VersionResponses] = WeakKeyDictionary()  # dropped with the version
+
+
+def version_responses(recommender: Recommender) -> VersionResponses:
+    responses = _VERSIONS.get(recommender)
+    if responses is None:
+        responses = _VERSIONS[recommender] = VersionResponses(
+            model_info(recommender.metadata), LruCache(recommender.cache_size)
+        )
+    return responses
 
 
 def ranking_response(
     recommender: Recommender, items: list[ScoredLabel], *, client_id: int | None, k: int
 ) -> RecommendResponse:
-    info = _MODEL_INFO.get(recommender)
-    if info is None:
-        info = _MODEL_INFO[recommender] = model_info(recommender.metadata)
+    info = version_responses(recommender).info
     return RecommendResponse(
         client_id=client_id,
         k=k,
@@ -37,21 +55,28 @@ def ranking_response(
 @router.get(
     "/recommend/{client_id}",
     summary="Top-k labels for a known client",
+    response_model=RecommendResponse,
     responses=error_responses(404, 422, 503),
 )
 async def recommend(
     client_id: Annotated[int, Path(description="CLNT_ID of a client in the loaded table")],
-    recommender: RecommenderDep,
-    scorer: ScorerDep,
+    ranker: RankerDep,
     k: Annotated[int, Query(ge=1, description="how many labels, 1..min(max_k, label count)")] = 10,
-) -> RecommendResponse:
+) -> Response:
     """Score every CLAC3 label for the client's most recent sessions and demographics; return the top k."""
-    recommender.check_k(k)
-    # A cached client is answered on the event loop: no thread hop for what needs no model call.
-    entry = recommender.cached(client_id) or await scorer.top(
-        recommender, partial(recommender.client_query, client_id)
-    )
-    return ranking_response(recommender, recommender.ranked(entry, k), client_id=client_id, k=k)
+    recommender = ranker.recommender
+    bodies = version_responses(recommender).bodies
+    body = bodies.get((client_id, k))
+    if body is None:
+        recommender.check_k(k)
+        # A client whose ranking is cached is answered on the event loop: no thread hop, no model call.
+        entry = recommender.cached(client_id) or await ranker.scorer.top(
+            recommender, partial(recommender.client_query, client_id)
+        )
+        items = recommender.ranked(entry, k)
+        body = ranking_response(recommender, items, client_id=client_id, k=k).model_dump_json().encode()
+        bodies.put((client_id, k), body)
+    return Response(body, media_type="application/json")
 
 
 @router.post(
@@ -59,10 +84,9 @@ async def recommend(
     summary="Top-k labels for a custom basket, history or demographics",
     responses=error_responses(400, 413, 422, 503),
 )
-async def score(
-    request: ScoreRequest, recommender: RecommenderDep, scorer: ScorerDep, settings: SettingsDep
-) -> RecommendResponse:
+async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
     """Score every label for a history whose newest session is the basket; demographics alone: cold start."""
+    recommender, settings = ranker.recommender, ranker.settings
     _check_lengths(request, settings.max_basket_len, settings.max_history_len)
     query = partial(
         recommender.custom_query,
@@ -72,7 +96,7 @@ async def score(
         age=request.age,
         k=request.k,
     )
-    entry = await scorer.top(recommender, query)
+    entry = await ranker.scorer.top(recommender, query)
     items = recommender.ranked(entry, request.k)
     return ranking_response(recommender, items, client_id=None, k=request.k)
 

@@ -44,6 +44,17 @@ def test_recommend_default_k_is_10(client: TestClient, known_client: int) -> Non
     assert len(client.get(f"/recommend/{known_client}").json()["recommendations"]) == 10
 
 
+def test_recommend_repeated_answers_are_identical_and_each_k_is_its_own(
+    client: TestClient, known_client: int
+) -> None:
+    first, again = (client.get(f"/recommend/{known_client}", params={"k": 3}) for _ in range(2))
+    assert first.headers["content-type"] == "application/json"
+    assert first.content == again.content
+    five = client.get(f"/recommend/{known_client}", params={"k": 5}).json()
+    assert (five["k"], len(five["recommendations"])) == (5, 5)
+    assert five["recommendations"][:3] == first.json()["recommendations"]
+
+
 def test_recommend_unknown_client_returns_404(client: TestClient) -> None:
     error = assert_error(client.get("/recommend/999999999"), 404, "unknown_client")
     assert error["message"] == "Client 999999999 not found"
