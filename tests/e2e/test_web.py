@@ -9,19 +9,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
+from tests.e2e.browser import CHROMIUM, VIEWPORT, launch, look_up, show_lookup_and_basket
 from tests.e2e.conftest import Server
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "results" / "web.png"  # the one kept, current PNG
 
 pytestmark = [
     pytest.mark.browser,
@@ -33,14 +22,14 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        launched = launch(playwright)
         yield launched
         launched.close()
 
 
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    context = browser.new_context(viewport=VIEWPORT)
     opened = context.new_page()
     opened.goto(server.url + "/")
     yield opened
@@ -49,12 +38,6 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
 
 def known_client(server: Server) -> int:
     return int(httpx.get(f"{server.url}/clients", params={"limit": 1}).json()["clients"][0]["client_id"])
-
-
-def look_up(page: Page, client_id: object, k: int) -> None:
-    page.fill("#client-id", str(client_id))
-    page.fill("#client-k", str(k))
-    page.click("#lookup-form button[type=submit]")
 
 
 def test_page_loads_model_card_labels_and_docs_link(page: Page, server: Server) -> None:
@@ -117,13 +100,8 @@ def test_phone_width_has_no_horizontal_scroll(browser: Browser, server: Server) 
     context.close()
 
 
-def test_screenshot_of_a_lookup_and_a_basket(page: Page, server: Server) -> None:
-    look_up(page, known_client(server), 5)
-    for pick in range(2):
-        page.locator("#label-list .pick").nth(pick * 7).click()
-    page.select_option("#basket-gender", "F")
-    expect(page.locator("#client-ranking tbody tr")).to_have_count(5)
-    expect(page.locator("#basket-ranking tbody tr")).to_have_count(10)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_screenshot_of_a_lookup_and_a_basket(page: Page, server: Server, tmp_path: Path) -> None:
+    show_lookup_and_basket(page, known_client(server))
+    shot = tmp_path / "web.png"  # results/web.png is made by `python -m bench.screenshot`
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
