@@ -103,6 +103,7 @@ def serve(
     the environment, so the overrides are passed on as WDREC_* variables; SIGHUP to this process then
     restarts the workers one at a time, each loading `current` anew (uvicorn's supervisor).
     """
+    admin.defer_early_sighup()
     overrides: dict[str, Any] = {
         "artifacts_dir": artifacts_dir,
         "host": host,
@@ -111,6 +112,7 @@ def serve(
     }
     overrides = {name: value for name, value in overrides.items() if value is not None}
     settings = load_settings(**overrides)
+    logger.info("verifying the artifacts in %s", settings.artifacts_dir)
     recommender = _load(settings)
     run = partial(uvicorn.run, host=settings.host, port=settings.port, log_level=settings.log_level)
     if settings.workers == 1:

@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import signal
+import threading
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Annotated, Any
@@ -102,6 +103,15 @@ async def reload_recommender(app: FastAPI) -> ReloadResult:
     return ReloadResult(version=new.version, previous=old.version, changed=new.version != old.version)
 
 
+_EARLY_SIGHUP = threading.Event()  # a SIGHUP arrived before the app's event loop took the signal over
+
+
+def defer_early_sighup() -> None:
+    """From now until `reload_on_sighup` takes over, remember a SIGHUP instead of dying of it (the default
+    action): the app then reloads once it runs, so a version switched during start-up is picked up."""
+    signal.signal(signal.SIGHUP, lambda signum, frame: _EARLY_SIGHUP.set())
+
+
 async def _reload_logged(app: FastAPI) -> None:
     with contextlib.suppress(ReloadError):  # already logged; the old version keeps serving
         await reload_recommender(app)
@@ -120,6 +130,10 @@ async def reload_on_sighup(app: FastAPI) -> AsyncIterator[None]:
         task.add_done_callback(tasks.discard)
 
     installed = _add_sighup_handler(loop, on_sighup)
+    if installed and _EARLY_SIGHUP.is_set():
+        _EARLY_SIGHUP.clear()
+        logger.info("SIGHUP during start-up: reloading")
+        on_sighup()
     try:
         yield
     finally:
