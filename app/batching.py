@@ -35,19 +35,29 @@ class BatchScorer:
         self.threads = threads
         self.max_batch = max_batch
         self._pending: dict[Recommender, list[Pending]] = {}
-        self._workers: set[asyncio.Task[None]] = set()
+        self._busy = 0  # scorer tasks running: counted down in the step that sees the queue empty
+        self._tasks: set[asyncio.Task[None]] = set()  # references, or the loop may collect a running task
 
     async def top(self, recommender: Recommender, make_query: MakeQuery) -> TopK:
         """The ranking of `make_query()`; its ServiceError (unknown labels, bad k...) is raised here."""
         future: asyncio.Future[TopK] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(recommender, []).append((make_query, future))
-        if len(self._workers) < self.threads:
-            worker = asyncio.create_task(self._drain())
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
+        if self._busy < self.threads:
+            # Counting tasks by their done-callbacks would race: a request woken by a batch's last result
+            # runs before its finished scorer task is forgotten, would find no free scorer, and wait forever.
+            self._busy += 1
+            task = asyncio.create_task(self._drain())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_pending()
+        finally:
+            self._busy -= 1
+
+    async def _drain_pending(self) -> None:
         while self._pending:
             recommender, queue = next(iter(self._pending.items()))
             batch = queue[: self.max_batch]

@@ -30,6 +30,7 @@ from app.recommender import Recommender
 logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
+GRACEFUL_SHUTDOWN_S = 30  # on SIGTERM, requests still running after this are cancelled
 WORKER_START_S = (
     120  # a restarted worker must load and verify the artifacts within this, or the old one stays
 )
@@ -114,7 +115,13 @@ def serve(
     settings = load_settings(**overrides)
     logger.info("verifying the artifacts in %s", settings.artifacts_dir)
     recommender = _load(settings)
-    run = partial(uvicorn.run, host=settings.host, port=settings.port, log_level=settings.log_level)
+    run = partial(
+        uvicorn.run,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
     if settings.workers == 1:
         run(create_app(settings, recommender=recommender))
         return

@@ -116,3 +116,16 @@ def test_batch_scorer_a_cancelled_request_does_not_disturb_the_others(artifacts:
         return await survivor
 
     _assert_same(asyncio.run(run()), recommender.top([_custom(recommender, 2)()])[0])
+
+
+def test_batch_scorer_a_request_right_after_the_last_batch_is_still_scored(artifacts: ArtifactSet) -> None:
+    # The woken request runs before its finished scorer task is forgotten: it must not count as busy.
+    recommender = Recommender(artifacts, cache_size=0)
+    scorer = BatchScorer(threads=1, max_batch=8)
+
+    async def run() -> TopK:
+        await scorer.top(recommender, _custom(recommender, 1))
+        async with asyncio.timeout(30):  # awaited in this task: it runs before the scorer task is forgotten
+            return await scorer.top(recommender, _custom(recommender, 2))
+
+    _assert_same(asyncio.run(run()), recommender.top([_custom(recommender, 2)()])[0])
