@@ -31,9 +31,8 @@ logger = logging.getLogger(__name__)
 
 WEB_DIR = Path(__file__).parent / "web"
 GRACEFUL_SHUTDOWN_S = 30  # on SIGTERM, requests still running after this are cancelled
-WORKER_START_S = (
-    120  # a restarted worker must load and verify the artifacts within this, or the old one stays
-)
+# A restarted worker must load and verify the artifacts within this, or the old one stays.
+WORKER_START_S = 120
 DESCRIPTION = (
     "Wide & Deep next-basket recommendations over L.POINT-style purchase logs: the model scores every "
     "CLAC3 sub-category for a client's recent sessions and demographics. The web page is at `/`."
