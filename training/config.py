@@ -13,7 +13,7 @@ from typing import Any
 from training.errors import ConfigError
 
 MODES = ("wide_deep", "wide", "deep")
-LOSSES = ("bce", "softmax")
+LOSSES = ("bce", "softmax", "lambda")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,15 @@ class TrainConfig:
     # decayed history vectors are most cosine-similar vote for labels, as in TIFU-KNN (Hu et al., 2020)
     neighbour_decay: float = 0.9  # per-session decay of those history vectors
     neighbour_init: float = 1.0  # start value of the neighbour feature's shared wide weight
+    tifu_group_size: int = 0  # TIFU-KNN in the wide part (0 = off): its own-history vector as a feature and
+    # its neighbour rule for the neighbour feature (k = `neighbours`), with its group size, within-group
+    # and across-group decays (training/knn_baselines.py). On, the model starts exactly at TIFU-KNN's
+    # ranking (every other part from 0) and validation also scores that start as "epoch 0"
+    tifu_within: float = 1.0
+    tifu_across: float = 1.0
+    tifu_alpha: float = 0.5  # TIFU-KNN's own-vs-neighbours mix: weights start at scale * (alpha, 1 - alpha)
+    tifu_scale: float = 10.0  # the TIFU start's logit scale (matters to the softmax and lambda losses)
+    rest_lr_scale: float = 1.0  # with the TIFU start: the learning rate of every weight but TIFU's, times lr
     bias_init: float = 1.0  # the output bias starts at this times each label's G-Pop log-odds: with
     # neighbours, 0 lets the neighbours' personal popularity replace the global one (see completejourney.md)
 
@@ -77,6 +86,10 @@ class TrainConfig:
             raise ConfigError(f"config dropout must be in [0, 1), got {self.dropout!r}")
         if self.neighbours < 0 or not 0.0 < self.neighbour_decay <= 1.0:
             raise ConfigError("config neighbours must be >= 0 and neighbour_decay in (0, 1]")
+        if self.tifu_group_size < 0 or not (0.0 < self.tifu_within <= 1.0 and 0.0 < self.tifu_across <= 1.0):
+            raise ConfigError("config tifu_group_size must be >= 0 and tifu_within, tifu_across in (0, 1]")
+        if not 0.0 <= self.tifu_alpha <= 1.0 or self.rest_lr_scale < 0:
+            raise ConfigError("config tifu_alpha must be in [0, 1] and rest_lr_scale >= 0")
         if self.threads < 0 or any(h <= 0 for h in self.hidden):
             raise ConfigError("config threads must be >= 0 and every hidden size > 0")
 

@@ -25,8 +25,10 @@ WIDE_FEATURES = (
     "clac1_x_gender_x_age: CLAC1 multi-hot crossed with gender and age code",
     "clac1_pair_x_age: unordered CLAC1 pairs of the history crossed with age code (low-rank weight)",
     "repeat: per label log1p(sessions holding it), share of sessions, recency 1/(1+sessions ago), "
-    "decayed count (0.7^sessions ago); weights = shared vector + per-label offset",
+    "decayed counts (0.5^ and 0.8^sessions ago); weights = shared vector + per-label offset",
     "copurchase: share vector of the history through a low-rank label x label map",
+    "neighbours (neighbours > 0): the mean history vector of the k most similar training clients",
+    "tifu (tifu_group_size > 0): TIFU-KNN's user vector of the history, its neighbours by TIFU's rule",
 )
 DEEP_FEATURES = ("gender embedding", "age embedding", "doc_vec", "mean label embedding of the history")
 

@@ -31,7 +31,10 @@ class WideAndDeep(nn.Module):
     sessions_ago: torch.Tensor  # [S] S-1 ... 0
     decay: torch.Tensor  # [S, len(DECAYS)]
     n_neighbours: Final[int]
-    pool: torch.Tensor  # [M, N] L2-normalised history vectors of the training clients (empty if unused)
+    tifu_group_size: Final[int]
+    tifu_within: Final[float]
+    tifu_across: Final[float]
+    pool: torch.Tensor  # [M, N] `pool_vector`s of the training clients (empty if unused)
     pool_decay: torch.Tensor  # [S] neighbour_decay ** sessions ago
 
     def __init__(
@@ -48,7 +51,11 @@ class WideAndDeep(nn.Module):
         copurchase_rank: int = 32,
         neighbours: int = 0,
         neighbour_decay: float = 0.9,
+        tifu: tuple[int, float, float] = (0, 1.0, 1.0),
     ) -> None:
+        """`tifu`: (group_size, within, across) of TIFU-KNN's history vector (group_size 0: off). On, the
+        wide part gains that vector as a feature, and the neighbour feature becomes TIFU-KNN's: the
+        unweighted mean of the `neighbours` Euclidean-nearest pool vectors."""
         super().__init__()
         n, c, a, s = schema.n_labels, schema.n_clac1, schema.n_ages, schema.max_sessions
         self.use_wide, self.use_deep = mode in ("wide_deep", "wide"), mode in ("wide_deep", "deep")
@@ -60,6 +67,7 @@ class WideAndDeep(nn.Module):
         self.register_buffer("sessions_ago", ago)
         self.register_buffer("decay", torch.tensor(DECAYS).view(1, -1) ** ago.view(-1, 1))
         self.n_neighbours = neighbours
+        self.tifu_group_size, self.tifu_within, self.tifu_across = tifu
         self.register_buffer("pool", torch.zeros(0, n))  # filled by set_pool before training
         self.register_buffer("pool_decay", neighbour_decay**ago)
         # Wide: zero-initialised like any linear model; low-rank factors start with one random side.
@@ -92,6 +100,12 @@ class WideAndDeep(nn.Module):
         # order and random draws it had before the feature existed.
         self.neighbour_shared = nn.Parameter(torch.zeros(1))
         self.neighbour_label = nn.Parameter(torch.zeros(n))
+        # TIFU weights (wide: shared + per-label; deep: a per-client re-weighting of the own and neighbour
+        # vectors), last and from zeros for the same reason.
+        self.tifu_shared = nn.Parameter(torch.zeros(1))
+        self.tifu_label = nn.Parameter(torch.zeros(n))
+        self.tifu_gate_weight = nn.Parameter(torch.zeros(width, 2))
+        self.tifu_gate_bias = nn.Parameter(torch.zeros(2))
 
     def presence(self, hist: torch.Tensor) -> torch.Tensor:
         """[B, S, N] 1 where session s of the history holds label n."""
@@ -105,31 +119,78 @@ class WideAndDeep(nn.Module):
         vector = torch.einsum("bsn,s->bn", self.presence(hist), self.pool_decay)
         return nn.functional.normalize(vector, dim=1)
 
+    @torch.jit.export
+    def tifu_vector(self, hist: torch.Tensor) -> torch.Tensor:
+        """[B, N] TIFU-KNN's user vector (Hu et al., 2020; training/knn_baselines.tifu_vectors): the valid
+        sessions cut into groups of `tifu_group_size` counted from the newest (the oldest one may be
+        partial), a session weighing within^(place in its group) / (its group's size), a group
+        across^(groups ago), averaged over the groups."""
+        size = self.tifu_group_size
+        valid = (hist >= 0).any(2)
+        n = valid.sum(1, keepdim=True)  # [B, 1]; the valid sessions are the newest n (right-aligned)
+        ago = self.sessions_ago.long().unsqueeze(0)  # [1, S]
+        group, place = ago // size, ago % size
+        n_groups = (n + size - 1) // size
+        last = n_groups - 1
+        group_len = torch.where(group == last, n - last * size, torch.full_like(group, size))
+        weight = (
+            self.tifu_within ** place.float()
+            * self.tifu_across ** group.float()
+            / group_len.clamp(min=1).float()
+            / n_groups.clamp(min=1).float()
+        )
+        return torch.einsum("bsn,bs->bn", self.presence(hist), weight * valid.float())
+
+    @torch.jit.export
+    def pool_vector(self, hist: torch.Tensor) -> torch.Tensor:
+        """[B, N] the vector neighbours are found by: `tifu_vector` if TIFU is on, else `history_vector`."""
+        return self.tifu_vector(hist) if self.tifu_group_size > 0 else self.history_vector(hist)
+
     def set_pool(self, hist: torch.Tensor) -> None:
-        """Store the neighbour pool: `history_vector` of each training client's pre-validation history."""
+        """Store the neighbour pool: `pool_vector` of each training client's pre-validation history."""
         if len(hist):
             with torch.no_grad():
-                self.pool = torch.cat([self.history_vector(h.long()) for h in hist.split(256)])
+                self.pool = torch.cat([self.pool_vector(h.long()) for h in hist.split(256)])
 
     @torch.jit.export
     def neighbour_score(self, hist: torch.Tensor, exclude: torch.Tensor | None = None) -> torch.Tensor:
         """[B, N] cosine-weighted mean of the pool vectors of the `n_neighbours` most similar pool rows,
-        scaled to a row maximum of 1; pool row exclude[b] (-1: none) is never b's neighbour."""
+        scaled to a row maximum of 1 (with TIFU on: `tifu_neighbour_mean`); pool row exclude[b] (-1:
+        none) is never b's neighbour."""
         batch, m = hist.shape[0], self.pool.shape[0]
         k = min(self.n_neighbours, m)
         if k == 0:
             return torch.zeros(batch, self.bias.shape[0], device=hist.device)
+        if self.tifu_group_size > 0:
+            return self.tifu_neighbour_mean(self.tifu_vector(hist), exclude)
         sim = self.history_vector(hist) @ self.pool.t()
         if exclude is not None:
-            own = torch.zeros(batch, m, device=hist.device).scatter_(
-                1, exclude.clamp(min=0).unsqueeze(1), (exclude >= 0).float().unsqueeze(1)
-            )
-            sim = sim.masked_fill(own > 0, -1.0)  # below any cosine of non-negative vectors
+            sim = sim.masked_fill(self.own_row(exclude, m) > 0, -1.0)  # below any cosine of vectors >= 0
         top, rows = sim.topk(k, dim=1)
         # A dense [B, M] weight matrix makes the mean one matmul instead of a [B, k, N] gather.
         weights = torch.zeros(batch, m, device=hist.device).scatter_(1, rows, top.clamp(min=0.0))
         score = weights @ self.pool / weights.sum(1, keepdim=True).clamp(min=1e-12)
         return score / score.amax(1, keepdim=True).clamp(min=1e-12)
+
+    def own_row(self, exclude: torch.Tensor, m: int) -> torch.Tensor:
+        """[B, M] 1 at pool row exclude[b] (none where exclude[b] is -1)."""
+        own = torch.zeros(exclude.shape[0], m, device=exclude.device)
+        return own.scatter_(1, exclude.clamp(min=0).unsqueeze(1), (exclude >= 0).float().unsqueeze(1))
+
+    def tifu_neighbour_mean(self, query: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor:
+        """[B, N] TIFU-KNN's neighbour vector of `tifu_vector`s `query`: the unweighted mean of the pool
+        vectors of the `n_neighbours` Euclidean-nearest pool rows (at most M - 1, as the baseline), own
+        row excluded."""
+        m = self.pool.shape[0]
+        k = min(self.n_neighbours, m - 1)
+        if k <= 0:
+            return torch.zeros_like(query)
+        dist = (query**2).sum(1, keepdim=True) + (self.pool**2).sum(1) - 2.0 * query @ self.pool.t()
+        if exclude is not None:
+            dist = dist.masked_fill(self.own_row(exclude, m) > 0, float("inf"))
+        rows = dist.topk(k, dim=1, largest=False).indices
+        average = torch.zeros(query.shape[0], m, device=query.device).scatter_(1, rows, 1.0 / k)
+        return average @ self.pool
 
     @torch.jit.export
     def wide_inputs(
@@ -147,7 +208,8 @@ class WideAndDeep(nn.Module):
         clac1 [B, C]: multi-hot. demo_cross [B, C]: the id (gender*A + age)*C + c of each CLAC1 c's cross,
         active where clac1 is 1. pair [B, C*C]: CLAC1 pairs
         i < j at index i*C + j (crossed with age through the age-indexed weight in `wide`).
-        neighbour [B, N] (only if n_neighbours > 0): `neighbour_score`.
+        neighbour [B, N] (only if n_neighbours > 0): `neighbour_score`. tifu [B, N] (only if TIFU is on):
+        `tifu_vector`.
         """
         valid = hist >= 0
         presence = self.presence(hist)
@@ -166,7 +228,11 @@ class WideAndDeep(nn.Module):
         )
         pair = (clac1.unsqueeze(2) * clac1.unsqueeze(1) * self.pair_mask).flatten(1)
         f = {"count": count, "repeat": repeat, "clac1": clac1, "demo_cross": demo_cross, "pair": pair}
-        if self.n_neighbours > 0:
+        if self.tifu_group_size > 0:
+            f["tifu"] = self.tifu_vector(hist)
+            if self.n_neighbours > 0:
+                f["neighbour"] = self.tifu_neighbour_mean(f["tifu"], exclude)
+        elif self.n_neighbours > 0:
             f["neighbour"] = self.neighbour_score(hist, exclude)
         return f
 
@@ -190,6 +256,8 @@ class WideAndDeep(nn.Module):
         )
         if self.n_neighbours > 0:
             logits = logits + f["neighbour"] * (self.neighbour_shared + self.neighbour_label)
+        if self.tifu_group_size > 0:
+            logits = logits + f["tifu"] * (self.tifu_shared + self.tifu_label)
         return logits
 
     def deep(
@@ -202,7 +270,13 @@ class WideAndDeep(nn.Module):
             count = f["count"]
             inputs.append(count @ self.label_emb / count.sum(1, keepdim=True).clamp(min=1.0))
         h = self.mlp(torch.cat(inputs, dim=1))
-        return self.out(h) + (f["repeat"] * self.repeat_gate(h).unsqueeze(1)).sum(-1)
+        logits = self.out(h) + (f["repeat"] * self.repeat_gate(h).unsqueeze(1)).sum(-1)
+        if self.tifu_group_size > 0:
+            gate = h @ self.tifu_gate_weight + self.tifu_gate_bias  # [B, 2]: own, neighbours
+            logits = logits + f["tifu"] * gate[:, :1]
+            if self.n_neighbours > 0:
+                logits = logits + f["neighbour"] * gate[:, 1:]
+        return logits
 
     @torch.jit.export
     def parts(

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from training.metrics import mean_metric, ndcg_at_k
 from training.model import WideAndDeep
 
 log = logging.getLogger(__name__)
+LAMBDA_CANDIDATES = 50  # the lambda loss ranks each row's top 50: the top 10 and what may enter it
+TIE_EPS = 1e-5  # the TIFU start's popularity tie-breaker: float32 logits near 1 resolve ~1e-7
+TIFU_WEIGHTS = ("tifu_shared", "tifu_label", "neighbour_shared", "neighbour_label")
 
 
 @dataclass
@@ -53,6 +57,7 @@ def build_model(schema: FeatureSchema, vocab: Vocabulary, config: TrainConfig, *
         copurchase_rank=config.copurchase_rank,
         neighbours=config.neighbours,
         neighbour_decay=config.neighbour_decay,
+        tifu=(config.tifu_group_size, config.tifu_within, config.tifu_across),
     )
 
 
@@ -64,9 +69,25 @@ def multi_hot(targets: Sequence[Sequence[int]], n_labels: int) -> torch.Tensor:
     return y
 
 
+def lambda_loss(logits: torch.Tensor, y: torch.Tensor, candidates: int = LAMBDA_CANDIDATES) -> torch.Tensor:
+    """LambdaRank (Burges, 2010) over each row's `candidates` top-scored labels: a logistic loss on every
+    (target, non-target) pair, weighted by how much swapping the two would change DCG at their current
+    ranks. It only cares about the order near the top, as NDCG@10 does."""
+    score, label = logits.topk(min(candidates, logits.shape[1]), dim=1)
+    rel = y.gather(1, label)
+    gain = 1.0 / torch.log2(torch.arange(2, score.shape[1] + 2, dtype=torch.float32, device=logits.device))
+    pairs = rel.unsqueeze(2) * (1.0 - rel).unsqueeze(1)  # [B, C, C]: i a target, j not
+    weight = pairs * (gain.view(-1, 1) - gain.view(1, -1)).abs()
+    loss = nn.functional.softplus(score.unsqueeze(1) - score.unsqueeze(2))  # log(1 + e^-(s_i - s_j))
+    return ((weight * loss).sum((1, 2)) / weight.sum((1, 2)).clamp(min=1e-12)).mean()
+
+
 def loss_fn(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     """ "bce": per-label binary cross-entropy summed over labels; "softmax": the target labels' mean
-    negative log-probability under one softmax over all labels (a listwise loss)."""
+    negative log-probability under one softmax over all labels (a listwise loss); "lambda":
+    `lambda_loss`."""
+    if kind == "lambda":
+        return lambda_loss(logits, y)
     if kind == "softmax":
         return (-(torch.log_softmax(logits, dim=1) * y).sum(1) / y.sum(1).clamp(min=1.0)).mean()
     return nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1).mean()
@@ -91,6 +112,38 @@ def init_repeat_weight(model: WideAndDeep, value: float, *, neighbour: float = 0
         with torch.no_grad():
             model.repeat_shared[0] = value
             model.neighbour_shared[0] = neighbour if model.n_neighbours > 0 else 0.0
+
+
+def init_tifu_start(model: WideAndDeep, config: TrainConfig, pool: torch.Tensor | None) -> None:
+    """Start the wide part at TIFU-KNN's ranking: scale * (alpha * own + (1 - alpha) * neighbours) plus a
+    bias of TIE_EPS * G-Pop (the baseline's tie-breaker: label counts over the pool's sessions); every
+    other contribution, the deep part's output and gates included, starts at 0."""
+    n = model.bias.shape[0]
+    popularity = torch.zeros(n)
+    if pool is not None:
+        with torch.no_grad():
+            for h in pool.split(256):
+                popularity += model.presence(h.long()).sum((0, 1))
+    with torch.no_grad():
+        model.bias.copy_(TIE_EPS * popularity / popularity.max().clamp(min=1.0))
+        model.tifu_shared.fill_(config.tifu_scale * config.tifu_alpha)
+        model.neighbour_shared.fill_(config.tifu_scale * (1.0 - config.tifu_alpha))
+        for weight in (model.out.weight, model.out.bias, model.repeat_gate.weight, model.repeat_gate.bias):
+            weight.zero_()
+
+
+def param_groups(model: WideAndDeep, config: TrainConfig) -> list[dict[str, Any]]:
+    """AdamW's parameter groups: with the TIFU start (TIFU on, a wide part), every parameter but the TIFU
+    weights learns at `rest_lr_scale` times the learning rate (Adam moves each weight by about lr per
+    step whatever its fan-in, so a 64-wide output layer moves the logits far more than a shared weight)."""
+    if config.tifu_group_size == 0 or not model.use_wide:
+        return [{"params": list(model.parameters())}]
+    named = dict(model.named_parameters())
+    rest = [p for name, p in named.items() if name not in TIFU_WEIGHTS]
+    return [
+        {"params": [named[name] for name in TIFU_WEIGHTS]},
+        {"params": rest, "lr": config.lr * config.rest_lr_scale},
+    ]
 
 
 def run_epoch(
@@ -139,10 +192,15 @@ def train_model(
     if pool is not None and config.neighbours > 0:
         model.set_pool(pool)
     init_repeat_weight(model, config.repeat_init, neighbour=config.neighbour_init)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.tifu_group_size > 0 and model.use_wide:
+        init_tifu_start(model, config, pool)
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     truths = [set(t) for t in valid[1]]
     result, best_state, started = TrainResult(model), copy.deepcopy(model.state_dict()), time.perf_counter()
+    if config.tifu_group_size > 0 and model.use_wide:  # a start worth keeping: early stopping may choose it
+        result.best_valid_ndcg = mean_metric(ndcg_at_k, model_rankings(model, valid[0], 10), truths, 10)
+        result.curve.append({"epoch": 0, "loss": float("nan"), "valid_ndcg@10": result.best_valid_ndcg})
     bar = tqdm(range(1, config.max_epochs + 1), desc=f"train {mode}", unit="epoch", leave=False)
     for epoch in bar:
         loss = run_epoch(model, optimizer, *train, config=config, generator=generator)

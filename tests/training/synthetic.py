@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+import torch
 
 from training.config import TrainConfig
 from training.dataset import CLIENTS_SCHEMA, SESSIONS_SCHEMA, SPLITS, ProcessedData, Vocabulary
 from training.doc2vec import Doc2VecEncoder, train_doc2vec
+from training.features import PAD
+from training.knn_baselines import Baskets
 
 CLAC1 = ["식품", "패션 잡화", "생활/건강", "화장품"]  # with a space and a slash: names must stay one token
 
@@ -86,3 +89,15 @@ def tiny_encoder(data: ProcessedData, config: TrainConfig) -> Doc2VecEncoder:
     sessions = [s for _, _, _, history, _ in data.client_histories() for s in history[:-2]]
     model = train_doc2vec(sessions, data.vocab.labels, config)
     return Doc2VecEncoder(model, data.vocab.labels, epochs=config.d2v_infer_epochs, seed=config.seed)
+
+
+def hist_baskets(hist: torch.Tensor, n_labels: int) -> Baskets:
+    """training/knn_baselines' Baskets of a model `hist` tensor: its non-empty sessions, age 0 the newest."""
+    owner, age, labels = [], [], []
+    for b, sessions in enumerate(hist.tolist()):
+        kept = [s for s in ([i for i in session if i != PAD] for session in sessions) if s]
+        for a, session in enumerate(reversed(kept)):
+            owner.append(b)
+            age.append(a)
+            labels.append(np.asarray(session, dtype=np.int64))
+    return Baskets(np.asarray(owner), np.asarray(age), labels, n_owners=len(hist), n_labels=n_labels)

@@ -22,6 +22,17 @@ def test_load_config_file_then_overrides_win(tmp_path: Path) -> None:
     assert config.max_epochs == 3
 
 
+def test_load_config_tifu_start_with_lambda_loss() -> None:
+    config = load_config(overrides=["loss=lambda", "tifu_group_size=3", "tifu_across=0.9", "rest_lr_scale=0"])
+    assert (config.loss, config.tifu_group_size, config.tifu_across, config.rest_lr_scale) == (
+        "lambda",
+        3,
+        0.9,
+        0.0,
+    )
+    assert TrainConfig().tifu_group_size == 0  # off by default
+
+
 def test_load_config_int_accepted_for_float() -> None:
     assert load_config(overrides=["lr=1"]).lr == 1.0
 
@@ -37,6 +48,11 @@ def test_load_config_int_accepted_for_float() -> None:
         "loss=hinge",
         "dropout=1.0",
         "batch_size=0",
+        "tifu_group_size=-1",
+        "tifu_within=0",
+        "tifu_across=1.5",
+        "tifu_alpha=1.5",
+        "rest_lr_scale=-1",
         "nope=1",
         "no_equals_sign",
     ],

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.training.synthetic import hist_baskets
 from training.artifacts import script_model
 from training.config import TrainConfig
 from training.errors import ConfigError
 from training.features import PAD, FeatureSchema
+from training.knn_baselines import neighbour_mean, neighbour_order, tifu_vectors
 from training.model import DECAYS, WideAndDeep
 from training.train import init_label_bias
 
@@ -220,3 +222,52 @@ def test_neighbour_config_rejects_bad_values_and_bias_init_scales_the_start() ->
     assert model.bias[0].item() == pytest.approx(0.5 * math.log((2 / 3) / (1 / 3)), abs=1e-5)
     init_label_bias(model, targets, 7, scale=0.0)
     assert torch.all(model.bias == 0)
+
+
+def tifu_model(k: int, tifu: tuple[int, float, float]) -> WideAndDeep:
+    model = WideAndDeep(SCHEMA, LABEL_CLAC1, hidden=(8,), label_emb_dim=0, neighbours=k, tifu=tifu)
+    model.set_pool(POOL_HIST)
+    return model.eval()
+
+
+@pytest.mark.parametrize("tifu", [(1, 1.0, 0.9), (2, 0.8, 0.6), (3, 0.9, 1.0), (4, 0.5, 0.5)])
+def test_tifu_vector_equals_knn_baseline(tifu: tuple[int, float, float]) -> None:
+    model = tifu_model(2, tifu)
+    size, within, across = tifu
+    for hist in (HIST, POOL_HIST):
+        baskets = hist_baskets(hist, len(LABEL_CLAC1))
+        expected = tifu_vectors(baskets, group_size=size, within=within, across=across)
+        assert model.tifu_vector(hist).numpy() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(("k", "exclude"), [(1, [-1, -1]), (2, [0, -1]), (3, [3, 2])])
+def test_tifu_neighbour_feature_equals_knn_baseline(k: int, exclude: list[int]) -> None:
+    model = tifu_model(k, (2, 0.8, 0.6))
+    f = model.wide_inputs(HIST, GENDER, AGE, torch.tensor(exclude))
+    pool = tifu_vectors(hist_baskets(POOL_HIST, len(LABEL_CLAC1)), group_size=2, within=0.8, across=0.6)
+    query = tifu_vectors(hist_baskets(HIST, len(LABEL_CLAC1)), group_size=2, within=0.8, across=0.6)
+    expected = neighbour_mean(pool, neighbour_order(query, pool, np.asarray(exclude)), k)
+    assert f["neighbour"].numpy() == pytest.approx(expected, abs=1e-6)
+    assert f["tifu"].numpy() == pytest.approx(query, abs=1e-6)
+
+
+def test_tifu_model_is_scripted_with_and_without_exclude() -> None:
+    model, doc, exclude = tifu_model(2, (2, 0.8, 0.6)), torch.randn(2, 5), torch.tensor([1, -1])
+    with torch.no_grad():
+        model.tifu_shared.fill_(3.0)
+        model.neighbour_shared.fill_(2.0)
+        model.tifu_gate_bias.fill_(0.5)
+    scripted = script_model(model)
+    for args in ((HIST, GENDER, AGE, doc, exclude), (HIST, GENDER, AGE, doc)):
+        assert torch.allclose(scripted(*args), model(*args), atol=1e-6)
+    assert not torch.allclose(scripted(HIST, GENDER, AGE, doc, exclude), scripted(HIST, GENDER, AGE, doc))
+
+
+def test_tifu_is_off_by_default_and_its_weights_then_change_nothing() -> None:
+    model, doc = make_model(), torch.randn(2, 5)
+    assert "tifu" not in model.wide_inputs(HIST, GENDER, AGE)
+    before = model(HIST, GENDER, AGE, doc)
+    with torch.no_grad():
+        model.tifu_shared.fill_(5.0)
+        model.tifu_gate_bias.fill_(5.0)
+    assert torch.equal(model(HIST, GENDER, AGE, doc), before)
