@@ -23,9 +23,10 @@ from app.api.limits import BodyLimitMiddleware
 from app.api.openapi import install_openapi
 from app.api.routes import admin, catalog, health, recommend
 from app.batching import BatchScorer
-from app.core.config import Settings, get_settings, load_settings
+from app.core.config import Settings, get_settings, load_settings, scoring_threads
 from app.core.memory import freeze_long_lived
 from app.recommender import Recommender
+from app.workers import run_workers
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     app = FastAPI(title="wdrec", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
     app.state.recommender = recommender
-    app.state.scorer = BatchScorer(threads=settings.inference_threads, max_batch=settings.max_batch)
+    app.state.scorer = BatchScorer(threads=scoring_threads(settings), max_batch=settings.max_batch)
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
@@ -100,8 +101,9 @@ def serve(
 
     Loading before uvicorn starts makes a bad artifact set one clear error line (the CLI's exit status 2)
     instead of a lifespan traceback. With several workers, each worker process builds its own app from
-    the environment, so the overrides are passed on as WDREC_* variables; SIGHUP to this process then
-    restarts the workers one at a time, each loading `current` anew (uvicorn's supervisor).
+    the environment, so the overrides are passed on as WDREC_* variables; each binds the port itself
+    (app/workers.py); SIGHUP to this process then restarts the workers one at a time, each loading
+    `current` anew (uvicorn's supervisor).
     """
     admin.defer_early_sighup()
     overrides: dict[str, Any] = {
@@ -114,21 +116,23 @@ def serve(
     settings = load_settings(**overrides)
     logger.info("verifying the artifacts in %s", settings.artifacts_dir)
     recommender = _load(settings)
-    run = partial(
-        uvicorn.run,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+    }
     if settings.workers == 1:
-        run(create_app(settings, recommender=recommender))
+        uvicorn.run(create_app(settings, recommender=recommender), **common)
         return
     del recommender  # verified; each worker loads its own copy
     os.environ.update({f"WDREC_{name.upper()}": str(value) for name, value in overrides.items()})
-    run(
+    config = uvicorn.Config(
         "app.main:create_app",
         factory=True,
         workers=settings.workers,
+        loop="app.workers:ReusePortLoop",
         timeout_worker_healthcheck=WORKER_START_S,
+        **common,
     )
+    run_workers(config)

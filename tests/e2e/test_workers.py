@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -20,6 +21,34 @@ pytestmark = pytest.mark.slow  # trains the session's tiny artifacts and starts 
 
 WORKERS = 2
 STARTED = "Application startup complete"  # logged once per worker process that came up
+OPEN_CONNECTIONS = 64
+
+
+def _sockets(pid: int) -> int:
+    return sum(1 for fd in Path(f"/proc/{pid}/fd").iterdir() if os.readlink(fd).startswith("socket:"))
+
+
+async def _hold_connections(url: str, count: int, pids: list[int]) -> list[int]:
+    """Open `count` keep-alive connections (one request each) and count each worker's sockets meanwhile."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(httpx.AsyncClient(base_url=url)) for _ in range(count)]
+        for response in await asyncio.gather(*(client.get("/health") for client in clients)):
+            assert response.status_code == 200
+        return [_sockets(pid) for pid in pids]
+
+
+def test_two_workers_each_take_a_share_of_new_connections(tiny_artifacts: Path, tmp_path: Path) -> None:
+    # uvicorn's shared listening socket let the first worker to wake take a whole burst of connections.
+    with running_server(tiny_artifacts, tmp_path / "serve.log", workers=WORKERS) as server:
+        pid = server.process.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        # The worker processes; multiprocessing's resource tracker is a child too.
+        workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        idle = [_sockets(worker) for worker in workers]
+        busy = asyncio.run(_hold_connections(server.url, OPEN_CONNECTIONS, workers))
+    taken = [b - i for b, i in zip(busy, idle, strict=True)]
+    assert len(workers) == WORKERS and sum(taken) == OPEN_CONNECTIONS
+    assert min(taken) >= OPEN_CONNECTIONS // 8, taken  # hashed over 2 sockets: ~32 each
 
 
 async def _rolling_reloads(server: Server, root: Path) -> tuple[Load, httpx.Response]:

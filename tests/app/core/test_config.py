@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.config import Settings, get_settings, load_settings
+from app.core.config import Settings, get_settings, load_settings, scoring_threads
 from training.errors import ConfigError
 
 
@@ -43,3 +43,12 @@ def test_load_settings_overrides_win_over_the_environment(monkeypatch: pytest.Mo
 
 def test_get_settings_is_cached() -> None:
     assert get_settings() is get_settings()
+
+
+@pytest.mark.parametrize(("workers", "threads", "expected"), [(1, 0, 2), (2, 0, 1), (4, 0, 1), (2, 3, 3)])
+def test_scoring_threads_default_to_the_cores_per_worker(
+    monkeypatch: pytest.MonkeyPatch, workers: int, threads: int, expected: int
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    settings = Settings(workers=workers, inference_threads=threads)
+    assert scoring_threads(settings) == expected
