@@ -303,8 +303,9 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         "# Serving benchmark (`bench/serve.py`)",
         "",
-        f"`wdrec serve --workers N` (uvicorn; torch 1 thread per forward, at most 2 batches at once per "
-        f"process, concurrent requests micro-batched) over model {setup['model_version']} "
+        f"`wdrec serve --workers N` (uvicorn, each worker binding the port with SO_REUSEPORT; torch 1 thread "
+        f"per forward, scoring threads = cores per worker, concurrent requests micro-batched) over model "
+        f"{setup['model_version']} "
         f"({setup['n_labels']} labels, {setup['n_clients']} clients, hidden {setup['hidden']}). Load on the "
         f"same {setup['cpus']} cores over {setup['connections']} keep-alive connections, closed loop, best "
         f"of {setup['rounds']} rounds of {setup['seconds_per_route']} s per route after warm-up passes (so "

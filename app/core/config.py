@@ -24,7 +24,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"  # loopback unless told otherwise: the API has no authentication
     port: int = Field(default=8000, ge=1, le=65535)
     # Worker processes (app/workers.py): one process is bound to one core by the GIL; 2 on 2 cores gave
-    # POST /score 1.8x the throughput of one (results/serve.md), at ~400 MB of memory each.
+    # POST /score 2x the throughput of one and a p99 of 22 ms instead of 50 (results/serve.md), at ~400 MB
+    # of memory each.
     workers: int = Field(default=1, ge=1)
     max_k: int = Field(default=100, ge=1)  # the top-k bound is min(max_k, number of labels)
     cors_origins: list[str] = []  # CORS is off unless origins are listed (JSON list in the env)
