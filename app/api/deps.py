@@ -38,9 +38,7 @@ class Ranker:
 async def get_ranker(request: Request) -> Ranker:
     """The loaded recommender with the app's scorer and settings; 503 while none is loaded."""
     state = request.app.state
-    if state.recommender is None:
-        raise NotReadyError()
-    return Ranker(state.recommender, state.scorer, state.settings)
+    return Ranker(await get_recommender(request), state.scorer, state.settings)
 
 
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from tests.e2e.conftest import Server
+
 CONNECTIONS = 16
 STEP_TIMEOUT = 60.0  # seconds for one reload to show; generous, the 2 cores are shared
 
@@ -58,6 +60,15 @@ class Load:
             self.failures.append(f"{request.url.path}: {response.status_code} {response.text[:200]}")
         else:
             self.versions[response.json()["model"]["version"]] += 1
+
+
+def log_shows(server: Server, text: str) -> Callable[[], Awaitable[bool]]:
+    """For `until`: whether the server's log holds `text` yet."""
+
+    async def shows() -> bool:
+        return text in server.log.read_text()
+
+    return shows
 
 
 async def until(condition_met: Callable[[], Awaitable[bool]], what: str) -> None:

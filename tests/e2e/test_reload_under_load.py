@@ -15,7 +15,7 @@ import pytest
 
 from tests.app.api.routes.test_admin import KEY, add_version
 from tests.e2e.conftest import Server, running_server
-from tests.e2e.load import Load, start_load, stop_load, until
+from tests.e2e.load import Load, log_shows, start_load, stop_load, until
 
 pytestmark = pytest.mark.slow  # trains the session's tiny artifacts and starts uvicorn
 
@@ -27,9 +27,6 @@ async def _reload_while_loaded(server: Server, root: Path) -> Load:
         async def serving(version: str) -> bool:
             return bool((await admin.get("/ready")).json()["version"] == version)
 
-        async def logged(text: str) -> bool:
-            return text in server.log.read_text()
-
         try:
             await asyncio.sleep(1.0)
             await asyncio.to_thread(add_version, root, "v2")
@@ -38,7 +35,7 @@ async def _reload_while_loaded(server: Server, root: Path) -> Load:
             await asyncio.sleep(1.0)
             await asyncio.to_thread(add_version, root, "v-bad", damage="model.pt")
             os.kill(server.process.pid, signal.SIGHUP)
-            await until(lambda: logged("model.pt: SHA-256 mismatch"), "the failed SIGHUP reload logged")
+            await until(log_shows(server, "model.pt: SHA-256 mismatch"), "the failed SIGHUP reload logged")
             assert await serving("v2")
             await asyncio.to_thread(add_version, root, "v3", source="v2")
             os.kill(server.process.pid, signal.SIGHUP)

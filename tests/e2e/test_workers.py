@@ -15,7 +15,7 @@ import pytest
 
 from tests.app.api.routes.test_admin import KEY, add_version
 from tests.e2e.conftest import Server, running_server
-from tests.e2e.load import CONNECTIONS, Load, start_load, stop_load, until
+from tests.e2e.load import CONNECTIONS, Load, log_shows, start_load, stop_load, until
 
 pytestmark = pytest.mark.slow  # trains the session's tiny artifacts and starts three processes
 
@@ -58,9 +58,6 @@ async def _rolling_reloads(server: Server, root: Path) -> tuple[Load, httpx.Resp
         async def started(count: int) -> bool:
             return server.log.read_text().count(STARTED) >= count
 
-        async def logged(text: str) -> bool:
-            return text in server.log.read_text()
-
         try:
             await asyncio.sleep(1.0)
             await asyncio.to_thread(add_version, root, "v2")
@@ -69,7 +66,7 @@ async def _rolling_reloads(server: Server, root: Path) -> tuple[Load, httpx.Resp
             await asyncio.sleep(1.0)
             await asyncio.to_thread(add_version, root, "v-bad", damage="model.pt")
             os.kill(server.process.pid, signal.SIGHUP)
-            await until(lambda: logged("aborting the restart"), "the failed replacement abandoned")
+            await until(log_shows(server, "aborting the restart"), "the failed replacement abandoned")
             await asyncio.sleep(1.0)
         finally:
             await stop_load(load, connections)
