@@ -27,6 +27,8 @@ from training.dataset import Vocabulary
 from training.doc2vec import Doc2VecEncoder
 from training.errors import ArtifactError
 from training.features import FeatureBuilder, FeatureSchema
+from training.products import FILES as PRODUCT_FILES
+from training.products import ProductTables
 
 MODEL, DOC2VEC, VOCAB, METADATA, CLIENTS = (
     "model.pt",
@@ -36,6 +38,7 @@ MODEL, DOC2VEC, VOCAB, METADATA, CLIENTS = (
     "clients.parquet",
 )
 CURRENT = "current"
+PRODUCTS = "products"  # metadata.json's entry for the product tables (absent in versions older than them)
 CLIENTS_SCHEMA: dict[str, Any] = {
     "CLNT_ID": pl.Int64,
     "gender": pl.Int16,
@@ -55,6 +58,7 @@ class ArtifactSet:
     metadata: dict[str, Any]
     clients: pl.DataFrame
     builder: FeatureBuilder
+    products: ProductTables | None = None  # None: a version written before product tables existed
 
 
 def sha256_file(path: Path) -> str:
@@ -97,6 +101,7 @@ def _write_payload(
     encoder: Doc2VecEncoder,
     vocab: Vocabulary,
     clients: pl.DataFrame,
+    products: ProductTables | None,
     extra_files: Mapping[str, Path],
 ) -> None:
     script_model(model).save(str(stage / MODEL))
@@ -105,6 +110,8 @@ def _write_payload(
     clients.select(pl.col(name).cast(dtype) for name, dtype in CLIENTS_SCHEMA.items()).write_parquet(
         stage / CLIENTS
     )
+    if products is not None:
+        products.save(stage)
     for name, source in extra_files.items():
         shutil.copyfile(source, stage / name)
 
@@ -128,10 +135,11 @@ def write_artifacts(
     clients: pl.DataFrame,
     metadata: Mapping[str, Any],
     fingerprint: str,
+    products: ProductTables | None = None,
     extra_files: Mapping[str, Path] | None = None,
 ) -> Path:
-    """Write root/<version>/ (model, Doc2Vec, vocab, clients, `extra_files`, metadata with SHA-256 of each
-    file) and switch root/current to it; return the version folder."""
+    """Write root/<version>/ (model, Doc2Vec, vocab, clients, the product tables, `extra_files`, metadata
+    with SHA-256 of each file) and switch root/current to it; return the version folder."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -139,13 +147,20 @@ def write_artifacts(
     stage = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=root))
     try:
         _write_payload(
-            stage, model=model, encoder=encoder, vocab=vocab, clients=clients, extra_files=extra_files or {}
+            stage,
+            model=model,
+            encoder=encoder,
+            vocab=vocab,
+            clients=clients,
+            products=products,
+            extra_files=extra_files or {},
         )
         files = {p.name: sha256_file(p) for p in sorted(stage.iterdir())}
         full = {
             "version": version,
             "created_at": now.isoformat(timespec="seconds"),
             **metadata,
+            **({PRODUCTS: products.summary()} if products is not None else {}),
             "files": files,
         }
         (stage / METADATA).write_text(json.dumps(full, ensure_ascii=False, indent=1), encoding="utf-8")
@@ -177,7 +192,8 @@ def _verify(version_dir: Path) -> dict[str, Any]:
         metadata: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{meta_path}: unreadable ({exc})") from exc
-    for name in (MODEL, DOC2VEC, VOCAB, CLIENTS):
+    required = (MODEL, DOC2VEC, VOCAB, CLIENTS, *(PRODUCT_FILES if PRODUCTS in metadata else ()))
+    for name in required:
         if name not in metadata.get("files", {}):
             raise ArtifactError(f"{meta_path}: no checksum listed for {name}")
     for name, expected in metadata["files"].items():
@@ -204,4 +220,5 @@ def load_artifacts(path: Path) -> ArtifactSet:
     model.eval()
     clients = pl.read_parquet(version_dir / CLIENTS)
     builder = FeatureBuilder(vocab, schema, encoder)
-    return ArtifactSet(version_dir, model, encoder, vocab, metadata, clients, builder)
+    products = ProductTables.load(version_dir, metadata[PRODUCTS]) if PRODUCTS in metadata else None
+    return ArtifactSet(version_dir, model, encoder, vocab, metadata, clients, builder, products)

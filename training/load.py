@@ -27,7 +27,6 @@ ENCODINGS = ("utf-8", "cp949")
 SNIFF_BYTES = 1 << 20
 HEADER_ROW = 1
 FIRST_DATA_ROW = 2
-MAX_TEXT_CHARS = 200  # category names are a few words; longer is a broken export
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,10 @@ class Tables:
     on one integer column are several times faster than on two.
     """
 
-    product: pl.DataFrame  # CLNT_ID, SESS_ID, PD_C, SESS_KEY (+ HITS_SEQ if in the file); sorted by SESS_KEY
+    product: pl.DataFrame  # CLNT_ID, SESS_ID, PD_C, SESS_KEY (+ HITS_SEQ, PD_BRA_NM if there); by SESS_KEY
     session: pl.DataFrame  # CLNT_ID, SESS_ID, SESS_SEQ, SESS_DT (null when the file has none), SESS_KEY
     custom: pl.DataFrame  # CLNT_ID, CLNT_GENDER, CLNT_AGE
-    master: pl.DataFrame  # PD_C, CLAC1_NM, CLAC3_NM, one row per PD_C
+    master: pl.DataFrame  # PD_C, CLAC1_NM, CLAC3_NM (+ PD_NM if in the file), one row per PD_C
     orphans: int  # Product rows dropped: PD_C not in Master, or session not in Session
 
 
@@ -262,8 +261,8 @@ def _check_values(file: str, frame: pl.DataFrame, column: Column) -> None:
     if column.kind == "str":
         control = values.str.contains(r"[\x00-\x08\x0b\x0c\x0e-\x1f]").fill_null(False)
         _raise_first(file, column, values, control, "control character (NUL?) in text", "printable text")
-        long = values.str.len_chars() > MAX_TEXT_CHARS
-        _raise_first(file, column, values, long, "text too long", f"at most {MAX_TEXT_CHARS} characters")
+        long = values.str.len_chars() > column.max_chars
+        _raise_first(file, column, values, long, "text too long", f"at most {column.max_chars} characters")
     if column.allowed is not None:
         outside = values.is_not_null() & ~values.is_in(list(column.allowed))
         choices = ", ".join(str(v) for v in column.allowed)

@@ -37,6 +37,7 @@ from training.features import (
     split_examples,
 )
 from training.metrics import KS
+from training.products import build_product_tables
 from training.train import TrainResult, train_model
 
 log = logging.getLogger(__name__)
@@ -234,13 +235,22 @@ def run_training(
     encoding: str | None = None,
 ) -> Path:
     """The whole `wdrec train`; returns the new version folder (root/current now points at it)."""
-    from training.preprocess import load_and_preprocess
+    from training.preprocess import get_profile, load_profile_tables, preprocess
 
     logging.getLogger("gensim").setLevel(logging.WARNING)  # its INFO lines drown the progress bars
     config, steps, data_dir = load_config(config_file, overrides), Steps(), Path(data_dir)
     with steps.step("preprocess"):
-        data = load_and_preprocess(data_dir, profile=profile, encoding=encoding)
+        tables = load_profile_tables(data_dir, profile=profile, encoding=encoding)
+        data = preprocess(tables, get_profile(profile))
         records = client_records(data)
+    with steps.step("products"):
+        products = build_product_tables(
+            tables,
+            data.vocab,
+            client_ids=[r.clnt_id for r in records],
+            drop_first_hit=get_profile(profile).drop_first_hit,
+        )
+    del tables  # the raw rows are not needed past this point
     with steps.step("doc2vec"):
         encoder = fit_encoder(records, data.vocab, config)
     schema = FeatureSchema.create(data.vocab, config)
@@ -264,6 +274,7 @@ def run_training(
             encoder=encoder,
             vocab=data.vocab,
             clients=clients_frame(records),
+            products=products,
             metadata=metadata,
             fingerprint=metadata["data"]["fingerprint"],
             extra_files={name: Path(tmp) / name for name in ("report.md", "metrics.json", "curves.png")},

@@ -85,15 +85,19 @@ def get_profile(name: str) -> PreprocessConfig:
     return PROFILES[name]
 
 
+def load_profile_tables(data_dir: Path, *, profile: str = "lpoint", encoding: str | None = None) -> Tables:
+    """Load and validate an L.POINT folder with the named profile's demands (HITS_SEQ, orphan share)."""
+    config = get_profile(profile)
+    return load_tables(
+        data_dir, encoding=encoding, max_orphan_share=config.max_orphan_share, need_hits=config.drop_first_hit
+    )
+
+
 def load_and_preprocess(
     data_dir: Path, *, profile: str = "lpoint", encoding: str | None = None
 ) -> ProcessedData:
     """Load and validate an L.POINT folder, apply the profile's rules, log the funnel."""
-    config = get_profile(profile)
-    tables = load_tables(
-        data_dir, encoding=encoding, max_orphan_share=config.max_orphan_share, need_hits=config.drop_first_hit
-    )
-    return preprocess(tables, config)
+    return preprocess(load_profile_tables(data_dir, profile=profile, encoding=encoding), get_profile(profile))
 
 
 def run_preprocess(
@@ -256,18 +260,22 @@ def _vocabulary(rows: pl.DataFrame, labels: pl.DataFrame) -> tuple[Vocabulary, p
     return vocab, remap
 
 
-def _clients(sessions: pl.DataFrame) -> pl.DataFrame:
+def demographic_codes() -> tuple[pl.Expr, pl.Expr]:
+    """CLNT_GENDER and CLNT_AGE as vocabulary indices (Int16 `gender`, `age`; 0 = unknown)."""
     genders = {g: i + 1 for i, g in enumerate(GENDERS)}
     ages = {a: i + 1 for i, a in enumerate(AGES)}
+    return (
+        pl.col("CLNT_GENDER").replace_strict(genders, default=0, return_dtype=pl.Int16).alias("gender"),
+        pl.col("CLNT_AGE").replace_strict(ages, default=0, return_dtype=pl.Int16).alias("age"),
+    )
+
+
+def _clients(sessions: pl.DataFrame) -> pl.DataFrame:
     return (
         sessions.group_by("CLNT_ID")
         .agg(pl.col("CLNT_GENDER", "CLNT_AGE").first())
         .sort("CLNT_ID")
-        .select(
-            "CLNT_ID",
-            gender=pl.col("CLNT_GENDER").replace_strict(genders, default=0, return_dtype=pl.Int16),
-            age=pl.col("CLNT_AGE").replace_strict(ages, default=0, return_dtype=pl.Int16),
-        )
+        .select("CLNT_ID", *demographic_codes())
     )
 
 

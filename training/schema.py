@@ -1,8 +1,9 @@
 """The L.POINT table contracts: which columns wdrec reads from each file, their types and allowed values.
 
-Only the columns below are read; any other column (PD_NM, CLAC2_NM, PD_BUY_AM, ...) and the Search files are
-ignored. Integer columns may hold thousands separators ("1,890"); they are parsed as integers. IDs are
-non-negative: the loader packs (CLNT_ID, SESS_ID) into one integer session key.
+Only the columns below are read; any other column (CLAC2_NM, PD_BUY_AM, ...) and the Search files are
+ignored. PD_BRA_NM (brand) and PD_NM (product name) are optional: the product tables show them when present.
+Integer columns may hold thousands separators ("1,890"); they are parsed as integers. IDs are non-negative:
+the loader packs (CLNT_ID, SESS_ID) into one integer session key.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ class Column:
     optional: bool = False  # the whole column may be absent
     allowed: tuple[object, ...] | None = None  # None = any value of the kind
     minimum: int | None = None  # smallest allowed integer
+    max_chars: int = 200  # category names are a few words; longer is a broken export
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ PRODUCT = TableSpec(
         # Optional here: profiles without the HITS_SEQ rule (public data has no hit numbers) do not need it.
         Column("HITS_SEQ", "int", optional=True),
         Column("PD_C", "int"),
+        # Free text written by shops: product names run longer than category names.
+        Column("PD_BRA_NM", "str", nullable=True, optional=True, max_chars=1000),
     ),
 )
 SESSION = TableSpec(
@@ -70,6 +74,7 @@ MASTER = TableSpec(
     "Master.csv",
     (
         Column("PD_C", "int"),
+        Column("PD_NM", "str", nullable=True, optional=True, max_chars=1000),
         Column("CLAC1_NM", "str"),
         Column("CLAC3_NM", "str"),
     ),

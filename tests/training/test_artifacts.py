@@ -9,10 +9,14 @@ import pytest
 import torch
 
 from tests.training.synthetic import make_processed, tiny_config, tiny_encoder
+from tests.training.test_products import VOCAB, write_folder
 from training.artifacts import CURRENT, load_artifacts, write_artifacts
 from training.errors import ArtifactError
 from training.features import FeatureSchema
+from training.load import load_tables
 from training.pipeline import client_records, clients_frame
+from training.products import FILES as PRODUCT_FILES
+from training.products import ProductTables, build_product_tables
 from training.train import build_model
 
 
@@ -100,3 +104,44 @@ def test_missing_file_or_checksum_raises_artifact_error(tmp_path: Path, parts: d
 def test_load_without_artifacts_raises_artifact_error(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match=re.escape("no metadata.json")):
         load_artifacts(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def products(tmp_path_factory: pytest.TempPathFactory) -> ProductTables:
+    folder = write_folder(tmp_path_factory.mktemp("products") / "lpoint")
+    return build_product_tables(
+        load_tables(folder, need_hits=False), VOCAB, client_ids=[1, 4, 5], drop_first_hit=False
+    )
+
+
+def test_product_tables_written_checksummed_and_loaded(
+    tmp_path: Path, parts: dict[str, Any], products: ProductTables
+) -> None:
+    write(tmp_path, parts, products=products)
+    loaded = load_artifacts(tmp_path)
+    assert set(PRODUCT_FILES) <= set(loaded.metadata["files"])
+    assert loaded.metadata["products"] == products.summary()
+    assert loaded.products is not None and loaded.products.as_of == 20180410
+    assert loaded.products.catalogue.equals(products.catalogue)
+    assert loaded.products.clients.equals(products.clients)
+
+
+@pytest.mark.parametrize("name", PRODUCT_FILES)
+def test_corrupt_or_unlisted_product_table_raises_artifact_error(
+    tmp_path: Path, parts: dict[str, Any], products: ProductTables, name: str
+) -> None:
+    version = write(tmp_path, parts, products=products)
+    with (version / name).open("ab") as fh:
+        fh.write(b"x")
+    with pytest.raises(ArtifactError, match=re.escape(f"{name}: SHA-256 mismatch")):
+        load_artifacts(tmp_path)
+    meta = json.loads((version / "metadata.json").read_text())
+    del meta["files"][name]
+    (version / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ArtifactError, match=re.escape(f"no checksum listed for {name}")):
+        load_artifacts(version)
+
+
+def test_version_without_product_tables_loads_without_them(tmp_path: Path, parts: dict[str, Any]) -> None:
+    write(tmp_path, parts)  # a version written before product tables existed
+    assert load_artifacts(tmp_path).products is None

@@ -56,7 +56,12 @@ def test_to_lpoint_hand_made_tables_maps_columns_order_and_age() -> None:
     assert tables.dropped_rows == 2
     assert tables.product.columns[:3] == ["CLNT_ID", "SESS_ID", "PD_C"]
     assert "HITS_SEQ" not in tables.product.columns
-    assert tables.product.sort("SESS_ID", "PD_C")["PD_C"].to_list() == [12, 11, 10, 10]
+    assert tables.product.sort("SESS_ID", "PD_C").select("PD_C", "PD_BRA_NM").rows() == [
+        (12, "National"),
+        (11, "Private"),
+        (10, "National"),
+        (10, "National"),
+    ]
     assert tables.session.rows() == [
         (1, 501, 1, 20170302),
         (1, 502, 2, 20170302),

@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from training.artifacts import CURRENT, load_artifacts
@@ -44,6 +45,12 @@ def test_run_training_end_to_end_beats_gpop_and_switches_current(
     assert metadata["feature_schema"]["n_labels"] == metadata["n_labels"]
     loaded = load_artifacts(tmp_path)
     assert loaded.clients.height == metadata["n_clients"]
+    assert "products" in metadata["timings"] and loaded.products is not None
+    # every known client's own products are among the products sold, in labels of the vocabulary
+    own = loaded.products.clients
+    assert own["row"].max() < metadata["n_clients"] and own["label"].max() < metadata["n_labels"]
+    sold = pl.read_csv(tiny_data / "Product.csv", columns=["PD_C"])["PD_C"].unique()
+    assert loaded.products.catalogue["PD_C"].is_in(sold.implode()).all()
     # `wdrec evaluate` recomputes the same test figures from the artifacts alone.
     again = run_evaluate(tmp_path)
     assert again["test"]["W&D"]["ndcg@10"] == pytest.approx(test["W&D"]["ndcg@10"], abs=1e-9)

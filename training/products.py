@@ -1,0 +1,207 @@
+"""Product tables: the products each CLAC3 label holds, and what serving needs to rank them for one client.
+
+`wdrec train` builds them from the validated tables (every Product row of the data window, after the
+profile's HITS_SEQ rule) and stores them in the artifact set as four Parquet files. A product's popularity
+is the number of sessions (client, SESS_ID) that bought it; a client's count is the same, over their own
+sessions. `product` in every table is a row index of the catalogue.
+
+    products.parquet          the catalogue, one row per product sold in the window: PD_C i64, PD_NM str,
+                              brand str (both null when the export has none), label i32 (vocabulary id; null
+                              when its CLAC3 is not in the model's vocabulary), sessions i32; sorted by
+                              label, sessions (descending), PD_C
+    product_clients.parquet   each known client's products: row i32 (of clients.parquet), product i32,
+                              label i32, sessions i32, last_seq i64 (SESS_SEQ of the newest purchase),
+                              days_ago i32 (before `as_of`; null without SESS_DT); sorted by row, label,
+                              then the client's own order: sessions (descending), newest first, PD_C
+    product_segments.parquet  segment i16 (gender code * number of age codes + age code), label i32,
+                              product i32, sessions i32: each (segment, label)'s TOP_PRODUCTS best sellers
+                              among that segment's clients, best first
+    product_labels.parquet    label i32, product i32, sessions i32: each label's TOP_PRODUCTS best sellers
+
+Only products of labels in the vocabulary enter the three ranking tables; the catalogue lists every product
+sold (the PD_C -> label mapping of the whole window).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from training.dataset import Vocabulary
+from training.load import Tables
+from training.preprocess import demographic_codes
+
+TOP_PRODUCTS = 20  # best sellers kept per label and per (segment, label): the most `products=` may ask
+CATALOGUE, CLIENT_PRODUCTS, SEGMENT_PRODUCTS, LABEL_PRODUCTS = (
+    "products.parquet",
+    "product_clients.parquet",
+    "product_segments.parquet",
+    "product_labels.parquet",
+)
+FILES = (CATALOGUE, CLIENT_PRODUCTS, SEGMENT_PRODUCTS, LABEL_PRODUCTS)
+EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class ProductTables:
+    """The four tables of the module docstring, and the date `days_ago` counts back from."""
+
+    catalogue: pl.DataFrame
+    clients: pl.DataFrame
+    segments: pl.DataFrame
+    labels: pl.DataFrame
+    as_of: int | None  # YYYYMMDD: the newest SESS_DT of the window; None when the data has no dates
+
+    def save(self, folder: Path) -> None:
+        """Write the four Parquet files into `folder` (the artifact writer handles atomicity)."""
+        for name, frame in zip(FILES, self._frames(), strict=True):
+            frame.write_parquet(folder / name, statistics=False)
+
+    @classmethod
+    def load(cls, folder: Path, summary: dict[str, Any]) -> ProductTables:
+        """Read the files `save` wrote; `summary` is the metadata entry `summary()` returned."""
+        catalogue, clients, segments, labels = (pl.read_parquet(folder / name) for name in FILES)
+        return cls(catalogue, clients, segments, labels, as_of=summary.get("as_of"))
+
+    def summary(self) -> dict[str, Any]:
+        """metadata.json's "products" entry: row counts, `as_of`, TOP_PRODUCTS."""
+        rows = {name: frame.height for name, frame in zip(FILES, self._frames(), strict=True)}
+        return {"as_of": self.as_of, "top_products": TOP_PRODUCTS, "rows": rows}
+
+    def _frames(self) -> tuple[pl.DataFrame, ...]:
+        return (self.catalogue, self.clients, self.segments, self.labels)
+
+
+def purchases(tables: Tables, *, drop_first_hit: bool) -> pl.DataFrame:
+    """One row per (session, product) bought: CLNT_ID, SESS_KEY, PD_C, SESS_SEQ, day (days since 1970,
+    null without SESS_DT), gender and age codes of the buyer (0 when unknown or not in Custom)."""
+    rows = tables.product
+    if drop_first_hit:
+        rows = rows.filter(pl.col("HITS_SEQ") != 1)
+    sessions = tables.session.select("SESS_KEY", "SESS_SEQ", day=_day(pl.col("SESS_DT")))
+    buyers = tables.custom.select("CLNT_ID", *demographic_codes())
+    return (
+        rows.select("CLNT_ID", "SESS_KEY", "PD_C")
+        .unique(["SESS_KEY", "PD_C"])
+        .join(sessions, on="SESS_KEY")
+        .join(buyers, on="CLNT_ID", how="left")
+        .with_columns(pl.col("gender", "age").fill_null(0))
+    )
+
+
+def brands(tables: Tables) -> pl.DataFrame:
+    """PD_C -> brand: the product's most frequent non-empty PD_BRA_NM (ties: the first in sort order)."""
+    if "PD_BRA_NM" not in tables.product.columns:
+        return pl.DataFrame(schema={"PD_C": pl.Int64, "brand": pl.String})
+    return (
+        tables.product.filter(pl.col("PD_BRA_NM").is_not_null())
+        .group_by("PD_C", "PD_BRA_NM")
+        .len()
+        .sort("PD_C", "len", "PD_BRA_NM", descending=[False, True, False])
+        .unique("PD_C", keep="first")
+        .select("PD_C", brand="PD_BRA_NM")
+    )
+
+
+def build_catalogue(
+    bought: pl.DataFrame, *, master: pl.DataFrame, brand: pl.DataFrame, vocab: Vocabulary
+) -> pl.DataFrame:
+    """The catalogue of the products in `bought` (see the module docstring)."""
+    label_of = pl.DataFrame(
+        {"CLAC3_NM": vocab.labels, "label": range(vocab.n_labels)}, schema_overrides={"label": pl.Int32}
+    )
+    name = pl.col("PD_NM") if "PD_NM" in master.columns else pl.lit(None, dtype=pl.String)
+    names = master.select("PD_C", "CLAC3_NM", PD_NM=name)
+    return (
+        bought.group_by("PD_C")
+        .agg(sessions=pl.len().cast(pl.Int32))
+        .join(names, on="PD_C", how="left")
+        .join(label_of, on="CLAC3_NM", how="left")
+        .join(brand, on="PD_C", how="left")
+        .select("PD_C", "PD_NM", "brand", "label", "sessions")
+        .sort("label", "sessions", "PD_C", descending=[False, True, False], nulls_last=True)
+    )
+
+
+def rank_tables(
+    catalogue: pl.DataFrame,
+    *,
+    popular: pl.DataFrame,
+    own: pl.DataFrame,
+    client_ids: Sequence[int],
+    n_ages: int,
+    as_of: int | None,
+) -> ProductTables:
+    """The ranking tables: best sellers of `popular` purchases, clients' own products from `own` (both as
+    `purchases` returns them); `client_ids` in the artifact's client-table order."""
+    index = catalogue.select("PD_C", "label", product=pl.int_range(pl.len(), dtype=pl.Int32)).filter(
+        pl.col("label").is_not_null()
+    )
+    popular = popular.join(index, on="PD_C").with_columns(
+        segment=(pl.col("gender") * n_ages + pl.col("age")).cast(pl.Int16)
+    )
+    return ProductTables(
+        catalogue=catalogue,
+        clients=_client_products(own.join(index, on="PD_C"), client_ids, as_of),
+        segments=_best_sellers(popular, ["segment", "label"]),
+        labels=_best_sellers(popular, ["label"]),
+        as_of=as_of,
+    )
+
+
+def build_product_tables(
+    tables: Tables, vocab: Vocabulary, *, client_ids: Sequence[int], drop_first_hit: bool
+) -> ProductTables:
+    """`wdrec train`'s product tables: every purchase of the window ranks best sellers and the known
+    clients' own products."""
+    bought = purchases(tables, drop_first_hit=drop_first_hit)
+    catalogue = build_catalogue(bought, master=tables.master, brand=brands(tables), vocab=vocab)
+    last = tables.session["SESS_DT"].max()
+    return rank_tables(
+        catalogue,
+        popular=bought,
+        own=bought,
+        client_ids=client_ids,
+        n_ages=len(vocab.ages),
+        as_of=None if last is None else int(last),  # type: ignore[arg-type]
+    )
+
+
+def _day(yyyymmdd: pl.Expr) -> pl.Expr:
+    """YYYYMMDD integers as days since 1970-01-01 (Int32); null stays null."""
+    return yyyymmdd.cast(pl.String).str.to_date("%Y%m%d").cast(pl.Int32)
+
+
+def _best_sellers(popular: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """Per `keys` group, its TOP_PRODUCTS products by sessions bought (ties: the lower catalogue row)."""
+    return (
+        popular.group_by(*keys, "product")
+        .agg(sessions=pl.len().cast(pl.Int32))
+        .sort(*keys, "sessions", "product", descending=[False] * len(keys) + [True, False])
+        .filter(pl.int_range(pl.len()).over(keys) < TOP_PRODUCTS)
+        .select(*keys, "product", "sessions")
+    )
+
+
+def _client_products(own: pl.DataFrame, client_ids: Sequence[int], as_of: int | None) -> pl.DataFrame:
+    rows = pl.DataFrame(
+        {"CLNT_ID": client_ids, "row": range(len(client_ids))},
+        schema={"CLNT_ID": pl.Int64, "row": pl.Int32},
+    )
+    today = None if as_of is None else (dt.datetime.strptime(str(as_of), "%Y%m%d").date() - EPOCH).days
+    return (
+        own.join(rows, on="CLNT_ID")
+        .group_by("row", "product")
+        .agg(
+            pl.col("label").first(),
+            sessions=pl.len().cast(pl.Int32),
+            last_seq=pl.col("SESS_SEQ").max(),
+            days_ago=(pl.lit(today, dtype=pl.Int32) - pl.col("day").max()).cast(pl.Int32),
+        )
+        .sort("row", "label", "sessions", "last_seq", "product", descending=[False, False, True, True, False])
+    )
