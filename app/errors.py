@@ -46,6 +46,18 @@ class InvalidQueryError(ServiceError):
     code = "invalid_query"
 
 
+class ProductsUnavailableError(ServiceError):
+    """Products were asked for, but the loaded version was trained before product tables existed."""
+
+    code = "products_unavailable"
+
+    def __init__(self, version: str) -> None:
+        super().__init__(
+            f"Model version {version} has no product tables: retrain it (wdrec train) to rank products",
+            details={"version": version},
+        )
+
+
 class NotReadyError(ServiceError):
     """No artifact set is loaded yet (or loading failed)."""
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import torch
 
-from app.errors import InvalidQueryError, UnknownClientError, UnknownLabelsError
+from app.errors import InvalidQueryError, ProductsUnavailableError, UnknownClientError, UnknownLabelsError
 from app.lru import LruCache
+from app.products import MAX_PRODUCTS, ProductRanker, RankedProduct
 from training.artifacts import ArtifactSet, load_artifacts
 from training.dataset import UNKNOWN
 
@@ -75,6 +76,14 @@ class Recommender:
         self._genders: list[int] = clients["gender"].to_list()
         self._ages: list[int] = clients["age"].to_list()
         self._sessions: list[list[list[int]]] = clients["sessions"].to_list()
+        tables = artifacts.products
+        self.products = (
+            None
+            if tables is None
+            else ProductRanker(
+                tables, n_clients=clients.height, n_labels=self.vocab.n_labels, n_ages=len(self.vocab.ages)
+            )
+        )
         # Doc2Vec inference reseeds the model's RNG before each call (determinism): one caller at a time.
         self._features_lock = threading.Lock()
         # A known client's ranking is a pure function of the loaded version (its sessions are part of the
@@ -176,6 +185,36 @@ class Recommender:
     def cached(self, client_id: int) -> TopK | None:
         """The client's cached ranking, or None: never runs the model (event-loop safe)."""
         return self._top.get(self._row(client_id))
+
+    def label_products(
+        self,
+        items: Sequence[ScoredLabel],
+        *,
+        n: int,
+        client_id: int | None = None,
+        gender: str | None = None,
+        age: int | None = None,
+        exclude_bought: bool = False,
+    ) -> list[list[RankedProduct]]:
+        """Up to n products in each ranked label: a known client's own first, then best sellers of their
+        gender x age segment (or of `gender` / `age` for a custom query), then the label's best sellers;
+        `exclude_bought` leaves out the client's own products."""
+        if not 0 <= n <= MAX_PRODUCTS:
+            raise InvalidQueryError(f"products must be between 0 and {MAX_PRODUCTS}", details={"products": n})
+        if n == 0:
+            return [[] for _ in items]
+        if self.products is None:
+            raise ProductsUnavailableError(self.version)
+        if client_id is not None:
+            row = self._row(client_id)
+            codes = self._genders[row], self._ages[row]
+        else:
+            row = None
+            codes = self._code(gender, self.vocab.genders, "gender"), self._code(age, self.vocab.ages, "age")
+        labels = [(item.label_id, item.score) for item in items]
+        return self.products.rank(
+            labels, n=n, row=row, gender=codes[0], age=codes[1], exclude_bought=exclude_bought
+        )
 
     def _row(self, client_id: int) -> int:
         row = self._row_of.get(client_id)

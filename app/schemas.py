@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from app.products import MAX_PRODUCTS, RankedProduct
 from app.recommender import ScoredLabel
 
 Label = Annotated[str, Field(min_length=1, max_length=100, description="a CLAC3 label name")]
@@ -23,21 +24,60 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+PRODUCTS_DOC = (
+    f"products to add to each label, 0..{MAX_PRODUCTS}: the client's own in that label first (most "
+    "sessions, then most recent), then best sellers of their gender x age segment, then the label's "
+    "best sellers"
+)
+
+
+class Product(BaseModel):
+    pd_c: int = Field(description="product code (PD_C)")
+    name: str | None = Field(description="product name (PD_NM); null when the data has none")
+    brand: str | None = Field(description="brand (PD_BRA_NM); null when the data has none")
+    source: Literal["bought", "segment", "label"] = Field(
+        description="bought: the client bought it before; segment: a best seller with clients of the same "
+        "gender and age; label: one of the label's best sellers"
+    )
+    sessions: int = Field(description="the client's sessions that bought it (0 unless bought)")
+    days_ago: int | None = Field(
+        description="days from the client's last purchase of it to the end of the data (null: not bought, "
+        "or the data has no dates)"
+    )
+    score: float = Field(description="the label's score x the product's share of the label for this client")
+
+    @classmethod
+    def from_ranked(cls, item: RankedProduct) -> Product:
+        return cls(
+            pd_c=item.pd_c,
+            name=item.name,
+            brand=item.brand,
+            source=item.source,
+            sessions=item.sessions,
+            days_ago=item.days_ago,
+            score=item.score,
+        )
+
+
 class Recommendation(BaseModel):
     rank: int = Field(description="1 = best")
     label: str = Field(description="CLAC3 label")
     clac1: str = Field(description="the label's top category")
     score: float = Field(description="predicted probability that the next session holds the label")
     bought_before: bool = Field(description="the label is in the history (or basket) that was scored")
+    products: list[Product] | None = Field(
+        default=None, description="the label's products, best first, when asked for (products=N)"
+    )
 
     @classmethod
-    def from_scored(cls, item: ScoredLabel) -> Recommendation:
+    def from_scored(cls, item: ScoredLabel, products: list[RankedProduct] | None = None) -> Recommendation:
         return cls(
             rank=item.rank,
             label=item.label,
             clac1=item.clac1,
             score=item.score,
             bought_before=item.bought_before,
+            products=None if products is None else [Product.from_ranked(p) for p in products],
         )
 
 
@@ -74,6 +114,13 @@ class ScoreRequest(BaseModel):
     gender: Literal["F", "M"] | None = None
     age: StrictInt | None = Field(default=None, description="age by decade: 10, 20, ..., 80")
     k: StrictInt = Field(default=10, description="how many labels to return, 1..min(max_k, label count)")
+    products: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=MAX_PRODUCTS,
+        description=f"products to add to each label, 0..{MAX_PRODUCTS}: best sellers of the gender x age "
+        "segment in that label, then the label's best sellers (a basket names labels, not products)",
+    )
 
 
 class LabelEntry(BaseModel):

@@ -12,12 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.errors import NotReadyError, ServiceError, UnknownClientError
+from app.errors import NotReadyError, ProductsUnavailableError, ServiceError, UnknownClientError
 from app.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
 
-STATUS_OF: dict[type[ServiceError], int] = {UnknownClientError: 404, NotReadyError: 503}
+STATUS_OF: dict[type[ServiceError], int] = {
+    UnknownClientError: 404,
+    ProductsUnavailableError: 409,
+    NotReadyError: 503,
+}
 
 
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -67,6 +71,7 @@ def install_error_handlers(app: FastAPI) -> None:
 ERROR_DESCRIPTIONS = {
     400: "The request body cannot be decoded",
     404: "Unknown client",
+    409: "Products asked for, but the loaded model version has no product tables (retrain it)",
     413: "Request body too large",
     422: "Invalid request: malformed input, k out of range, unknown labels or nothing to score",
     503: "The model is not loaded yet",

@@ -2,6 +2,7 @@
 "use strict";
 
 const KEY_METRICS = ["ndcg@10", "recall@10", "hit_rate@10", "map@10", "precision@10", "coverage@10"];
+const PRODUCTS = 5;  // products fetched per label, shown when the label is expanded
 const state = { basket: [], labels: [], clac1Ids: new Map(), scoreTimer: null };
 
 const $ = (selector) => document.querySelector(selector);
@@ -53,18 +54,52 @@ function chip(label, clac1) {
   return node;
 }
 
+function productFacts(product) {
+  const origin = {
+    bought: `bought in ${product.sessions} session${product.sessions === 1 ? "" : "s"}` +
+      (product.days_ago === null ? "" : `, last ${product.days_ago} days before the data ends`),
+    segment: "popular with similar clients",
+    label: "best seller",
+  }[product.source];
+  return [product.brand, `PD_C ${product.pd_c}`, origin].filter(Boolean).join(" · ");
+}
+
+function productList(products) {
+  if (!products.length) return el("em", { textContent: "no product of this label was sold" });
+  return el("ol", { className: "products" }, ...products.map((product) => el("li", { className: product.source },
+    el("span", { className: "product-name", textContent: product.name || `product ${product.pd_c}` }),
+    el("span", { className: "product-facts", textContent: productFacts(product) }))));
+}
+
+// A label row with products gets a toggle that shows them in a row of their own below it.
+function labelRows(item, label, cells) {
+  const row = el("tr", { className: item.bought_before ? "bought" : "" }, ...cells);
+  if (!item.products) return [row];
+  const detail = el("tr", { className: "products-row", hidden: true },
+    el("td", { colSpan: 3 }, productList(item.products)));
+  const toggle = el("button", { type: "button", className: "expand", textContent: "▸",
+    title: `products of ${item.label}` });
+  toggle.setAttribute("aria-expanded", "false");
+  toggle.addEventListener("click", () => {
+    detail.hidden = !detail.hidden;
+    toggle.textContent = detail.hidden ? "▸" : "▾";
+    toggle.setAttribute("aria-expanded", String(!detail.hidden));
+  });
+  label.prepend(toggle);
+  return [row, detail];
+}
+
 // Bars are relative to the best score of the ranking: probabilities of single labels are small.
 function fillRanking(table, recommendations) {
   const top = Math.max(...recommendations.map((item) => item.score), 1e-9);
-  const rows = recommendations.map((item) => {
+  const rows = recommendations.flatMap((item) => {
     const bar = el("div", { className: "bar" }, el("span"), el("b", { textContent: item.score.toFixed(3) }));
     bar.firstChild.style.width = `${((item.score / top) * 100).toFixed(1)}%`;
     const label = el("td", {}, chip(item.label, item.clac1));
     if (item.bought_before) {
       label.append(el("span", { className: "bought-marker", textContent: " ★", title: "bought before" }));
     }
-    return el("tr", { className: item.bought_before ? "bought" : "" },
-      el("td", { textContent: item.rank }), label, el("td", {}, bar));
+    return labelRows(item, label, [el("td", { textContent: item.rank }), label, el("td", {}, bar)]);
   });
   table.tBodies[0].replaceChildren(...rows);
   table.hidden = false;
@@ -80,7 +115,7 @@ async function lookupClient(event) {
     if (!/^-?\d+$/.test(id)) throw new ApiError("A client ID is a whole number");
     const [client, ranking] = await Promise.all([
       api(`/clients/${id}`),
-      api(`/recommend/${id}?k=${encodeURIComponent(k)}`),
+      api(`/recommend/${id}?k=${encodeURIComponent(k)}&products=${PRODUCTS}`),
     ]);
     const gender = { F: "female", M: "male" }[client.gender] || "unknown gender";
     const age = client.age ? `${client.age}s` : "unknown age";
@@ -142,7 +177,9 @@ function scheduleScore() {
 }
 
 async function scoreBasket() {
-  const request = { basket: state.basket.map((label) => label.name), k: Number($("#basket-k").value) };
+  const request = {
+    basket: state.basket.map((label) => label.name), k: Number($("#basket-k").value), products: PRODUCTS,
+  };
   if ($("#basket-gender").value) request.gender = $("#basket-gender").value;
   if ($("#basket-age").value) request.age = Number($("#basket-age").value);
   showError($("#basket-error"), null);

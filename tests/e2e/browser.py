@@ -30,10 +30,12 @@ def look_up(page: Page, client_id: object, k: int) -> None:
 
 
 def show_lookup_and_basket(page: Page, client_id: int) -> None:
-    """The page as the README shows it: a client's top 5, and a two-label basket's top 10."""
+    """The page as the README shows it: a client's top 5, the first with its products, and a two-label
+    basket's top 10."""
     look_up(page, client_id, 5)
     for pick in range(2):
         page.locator("#label-list .pick").nth(pick * 7).click()
     page.select_option("#basket-gender", "F")
-    expect(page.locator("#client-ranking tbody tr")).to_have_count(5)
-    expect(page.locator("#basket-ranking tbody tr")).to_have_count(10)
+    expect(page.locator("#client-ranking tbody tr:not(.products-row)")).to_have_count(5)
+    expect(page.locator("#basket-ranking tbody tr:not(.products-row)")).to_have_count(10)
+    page.locator("#client-ranking .expand").first.click()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,11 +53,35 @@ def test_page_loads_model_card_labels_and_docs_link(page: Page, server: Server) 
 
 def test_known_client_shows_k_rows_sessions_and_bars(page: Page, server: Server) -> None:
     look_up(page, known_client(server), 7)
-    expect(page.locator("#client-ranking tbody tr")).to_have_count(7)
+    expect(page.locator("#client-ranking tbody tr:not(.products-row)")).to_have_count(7)
     expect(page.locator("#client-sessions li")).not_to_have_count(0)
     expect(page.locator("#client-demographics")).to_contain_text("sessions")
     widths = page.locator("#client-ranking .bar span").evaluate_all("bars => bars.map(b => b.style.width)")
     assert len(widths) == 7 and all(w.endswith("%") for w in widths)
+
+
+def test_expanding_a_label_shows_its_products_for_the_client(page: Page, server: Server) -> None:
+    client = known_client(server)
+    answer = httpx.get(f"{server.url}/recommend/{client}", params={"k": 5, "products": 5}).json()
+    look_up(page, client, 5)
+    rows = page.locator("#client-ranking tbody tr.products-row")
+    expect(rows).to_have_count(5)
+    expect(rows.first).to_be_hidden()
+    for index in (0, 3):
+        products = answer["recommendations"][index]["products"]
+        page.locator("#client-ranking .expand").nth(index).click()
+        expect(rows.nth(index)).to_be_visible()
+        expect(page.locator("#client-ranking .expand").nth(index)).to_have_attribute("aria-expanded", "true")
+        expect(rows.nth(index).locator(".product-name")).to_have_text([p["name"] for p in products])
+        bought = [p for p in products if p["source"] == "bought"]
+        expect(rows.nth(index).locator("li.bought")).to_have_count(len(bought))
+        if bought:
+            expect(rows.nth(index).locator("li.bought .product-facts").first).to_contain_text(
+                f"bought in {bought[0]['sessions']} session"
+            )
+    page.locator("#client-ranking .expand").first.click()
+    expect(rows.first).to_be_hidden()
+    expect(rows.nth(3)).to_be_visible()
 
 
 def test_unknown_client_shows_the_error(page: Page) -> None:
@@ -71,13 +96,16 @@ def test_basket_gives_scores_for_the_picked_labels(page: Page) -> None:
     page.fill("#label-search", label)
     page.locator("#label-list .pick").first.click()
     expect(page.locator("#basket-items .chip")).to_have_text([label])
-    expect(page.locator("#basket-ranking tbody tr")).to_have_count(10)
+    expect(page.locator("#basket-ranking tbody tr:not(.products-row)")).to_have_count(10)
     page.select_option("#basket-gender", "F")
     page.select_option("#basket-age", "30")
     page.fill("#basket-k", "4")
     page.press("#basket-k", "Enter")
     page.locator("#basket-k").blur()
-    expect(page.locator("#basket-ranking tbody tr")).to_have_count(4)
+    expect(page.locator("#basket-ranking tbody tr:not(.products-row)")).to_have_count(4)
+    page.locator("#basket-ranking .expand").first.click()
+    first_product = page.locator("#basket-ranking tr.products-row li").first
+    expect(first_product).to_contain_text(re.compile("popular with similar clients|best seller"))
 
 
 def test_server_unreachable_shows_the_error(page: Page, server: Server) -> None:
@@ -95,7 +123,8 @@ def test_phone_width_has_no_horizontal_scroll(browser: Browser, server: Server) 
     phone = context.new_page()
     phone.goto(server.url + "/")
     look_up(phone, known_client(server), 10)
-    expect(phone.locator("#client-ranking tbody tr")).to_have_count(10)
+    expect(phone.locator("#client-ranking tbody tr:not(.products-row)")).to_have_count(10)
+    phone.locator("#client-ranking .expand").first.click()
     assert phone.evaluate("document.documentElement.scrollWidth") <= 375
     context.close()
 

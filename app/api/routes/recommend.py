@@ -13,8 +13,9 @@ from app.api.deps import RankerDep
 from app.api.errors import error_responses
 from app.errors import InvalidQueryError
 from app.lru import LruCache
+from app.products import MAX_PRODUCTS, RankedProduct
 from app.recommender import Recommender, ScoredLabel
-from app.schemas import ModelInfo, Recommendation, RecommendResponse, ScoreRequest, model_info
+from app.schemas import PRODUCTS_DOC, ModelInfo, Recommendation, RecommendResponse, ScoreRequest, model_info
 
 router = APIRouter(tags=["recommendations"])
 
@@ -22,10 +23,10 @@ router = APIRouter(tags=["recommendations"])
 @dataclass
 class VersionResponses:
     """What a loaded version answers the same way every time: its model info, and the JSON body of each
-    recent known client's GET /recommend (a pure function of version, client and k)."""
+    recent known client's GET /recommend (a pure function of version, client and query)."""
 
     info: ModelInfo
-    bodies: LruCache[tuple[int, int], bytes]
+    bodies: LruCache[tuple[int, int, int, bool], bytes]  # client, k, products, exclude_bought_products
 
 
 _VERSIONS: WeakKeyDictionary[Recommender, VersionResponses] = WeakKeyDictionary()  # dropped with the version
@@ -41,13 +42,22 @@ def version_responses(recommender: Recommender) -> VersionResponses:
 
 
 def ranking_response(
-    recommender: Recommender, items: list[ScoredLabel], *, client_id: int | None, k: int
+    recommender: Recommender,
+    items: list[ScoredLabel],
+    *,
+    client_id: int | None,
+    k: int,
+    products: list[list[RankedProduct]] | None = None,
 ) -> RecommendResponse:
+    """The response for ranked labels, each with its products when `products` holds them."""
     info = version_responses(recommender).info
     return RecommendResponse(
         client_id=client_id,
         k=k,
-        recommendations=[Recommendation.from_scored(item) for item in items],
+        recommendations=[
+            Recommendation.from_scored(item, None if products is None else products[i])
+            for i, item in enumerate(items)
+        ],
         model=info,
     )
 
@@ -56,17 +66,23 @@ def ranking_response(
     "/recommend/{client_id}",
     summary="Top-k labels for a known client",
     response_model=RecommendResponse,
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(404, 409, 422, 503),
 )
 async def recommend(
     client_id: Annotated[int, Path(description="CLNT_ID of a client in the loaded table")],
     ranker: RankerDep,
     k: Annotated[int, Query(ge=1, description="how many labels, 1..min(max_k, label count)")] = 10,
+    products: Annotated[int, Query(ge=0, le=MAX_PRODUCTS, description=PRODUCTS_DOC)] = 0,
+    exclude_bought_products: Annotated[
+        bool, Query(description="leave the client's own products out of the product lists")
+    ] = False,
 ) -> Response:
-    """Score every CLAC3 label for the client's most recent sessions and demographics; return the top k."""
+    """Score every CLAC3 label for the client's most recent sessions and demographics; return the top k,
+    each with up to `products` products ranked for the client."""
     recommender = ranker.recommender
     bodies = version_responses(recommender).bodies
-    body = bodies.get((client_id, k))
+    key = (client_id, k, products, exclude_bought_products)
+    body = bodies.get(key)
     if body is None:
         recommender.check_k(k)
         # A client whose ranking is cached is answered on the event loop: no thread hop, no model call.
@@ -74,15 +90,23 @@ async def recommend(
             recommender, partial(recommender.client_query, client_id)
         )
         items = recommender.ranked(entry, k)
-        body = ranking_response(recommender, items, client_id=client_id, k=k).model_dump_json().encode()
-        bodies.put((client_id, k), body)
+        lists = (
+            recommender.label_products(
+                items, n=products, client_id=client_id, exclude_bought=exclude_bought_products
+            )
+            if products
+            else None
+        )
+        response = ranking_response(recommender, items, client_id=client_id, k=k, products=lists)
+        body = response.model_dump_json().encode()
+        bodies.put(key, body)
     return Response(body, media_type="application/json")
 
 
 @router.post(
     "/score",
     summary="Top-k labels for a custom basket, history or demographics",
-    responses=error_responses(400, 413, 422, 503),
+    responses=error_responses(400, 409, 413, 422, 503),
 )
 async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
     """Score every label for a history whose newest session is the basket; demographics alone: cold start."""
@@ -98,7 +122,12 @@ async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
     )
     entry = await ranker.scorer.top(recommender, query)
     items = recommender.ranked(entry, request.k)
-    return ranking_response(recommender, items, client_id=None, k=request.k)
+    lists = (
+        recommender.label_products(items, n=request.products, gender=request.gender, age=request.age)
+        if request.products
+        else None
+    )
+    return ranking_response(recommender, items, client_id=None, k=request.k, products=lists)
 
 
 def _check_lengths(request: ScoreRequest, max_session: int, max_history: int) -> None:

@@ -1,0 +1,75 @@
+"""ProductRanker over the hand-made tables of tests/training/test_products.py; every answer worked by hand.
+
+Catalogue rows: 0 = PD_C 1 and 1 = PD_C 2 (label 0, 4 sessions each), 2 = PD_C 3 (label 1), 3 = PD_C 4
+(label 2, 2 sessions); PD_C 5 and 6 have no label. Client table rows: 0 = client 1 (F 30), 1 = client 4
+(M 40), 2 = client 5 (F 20).
+"""
+
+import pytest
+
+from app.products import ProductRanker, RankedProduct
+from tests.training.test_products import VOCAB, write_folder
+from training.load import load_tables
+from training.products import build_product_tables
+
+F, M = 1, 2  # gender codes
+AGE = {20: 2, 30: 3, 40: 4}  # age codes
+
+
+@pytest.fixture(scope="module")
+def ranker(tmp_path_factory: pytest.TempPathFactory) -> ProductRanker:
+    folder = write_folder(tmp_path_factory.mktemp("products") / "lpoint")
+    tables = build_product_tables(
+        load_tables(folder, need_hits=False), VOCAB, client_ids=[1, 4, 5], drop_first_hit=False
+    )
+    return ProductRanker(tables, n_clients=3, n_labels=VOCAB.n_labels, n_ages=len(VOCAB.ages))
+
+
+def summary(products: list[RankedProduct]) -> list[tuple[object, ...]]:
+    return [(p.pd_c, p.source, p.sessions, p.days_ago, pytest.approx(p.score)) for p in products]
+
+
+def test_known_client_gets_own_products_first_then_best_sellers(ranker: ProductRanker) -> None:
+    # client 5, label 0: own PD_C 1 (2 of 2 + 1 prior sessions); segment F 20 holds only PD_C 1; the label's
+    # best sellers add PD_C 2 at 1/3 x 4/8
+    lists = ranker.rank([(0, 0.9), (2, 0.5)], n=3, row=2, gender=F, age=AGE[20])
+    assert summary(lists[0]) == [(1, "bought", 2, 7, 0.9 * 2 / 3), (2, "label", 0, None, 0.9 / 6)]
+    assert lists[0][0].name == "상품 1" and lists[0][0].brand == "서울우유"
+    # label 2: own PD_C 4 (1 session, 8 days before 2018-04-10), nothing else sold in it
+    assert summary(lists[1]) == [(4, "bought", 1, 8, 0.5 * 1 / 2)]
+
+
+def test_own_products_tie_on_sessions_newest_first_and_n_cuts(ranker: ProductRanker) -> None:
+    both = ranker.rank([(0, 1.0)], n=3, row=0, gender=F, age=AGE[30])[0]
+    assert summary(both) == [(2, "bought", 2, 0, 2 / 5), (1, "bought", 2, 5, 2 / 5)]
+    assert summary(ranker.rank([(0, 1.0)], n=1, row=0, gender=F, age=AGE[30])[0]) == [
+        (2, "bought", 2, 0, 2 / 5)
+    ]
+
+
+def test_exclude_bought_leaves_own_products_out(ranker: ProductRanker) -> None:
+    lists = ranker.rank([(0, 0.9)], n=3, row=2, gender=F, age=AGE[20], exclude_bought=True)
+    assert summary(lists[0]) == [(2, "label", 0, None, 0.9 / 6)]
+
+
+def test_segment_best_sellers_come_before_the_labels(ranker: ProductRanker) -> None:
+    # M 40 bought PD_C 2 once; the segment's list is PD_C 2 (seen); the label's adds PD_C 1: 1/2 x 4/8
+    assert summary(ranker.rank([(0, 1.0)], n=5, row=1, gender=M, age=AGE[40])[0]) == [
+        (2, "bought", 1, 9, 0.5),
+        (1, "label", 0, None, 0.25),
+    ]
+    # no client: segment F 30's best sellers, tied at 2 of 4 sessions, in catalogue order
+    assert summary(ranker.rank([(0, 1.0)], n=5, row=None, gender=F, age=AGE[30])[0]) == [
+        (1, "segment", 0, None, 0.5),
+        (2, "segment", 0, None, 0.5),
+    ]
+    # unknown demographics: that segment's PD_C 2 (its only sale), then the label's PD_C 1, capped by it
+    assert summary(ranker.rank([(0, 1.0)], n=5, row=None, gender=0, age=0)[0]) == [
+        (2, "segment", 0, None, 1.0),
+        (1, "label", 0, None, 0.5),
+    ]
+
+
+def test_labels_of_maps_pd_c_to_vocabulary_labels(ranker: ProductRanker) -> None:
+    assert ranker.labels_of([4, 1, 5, 7, 99]) == [2, 0, None, None, None]  # 5: 바지 unknown; 7, 99: unsold
+    assert ranker.bought(0) == frozenset({0, 1, 2})
