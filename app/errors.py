@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
 from typing import Any
 
 from training.errors import WdrecError
+
+N_SUGGESTIONS = 3  # closest known names offered for each unknown one
+
+
+def closest(name: str, known: Sequence[str]) -> list[str]:
+    """The known names most like `name`, best first (what an unknown-name error suggests)."""
+    return difflib.get_close_matches(name, known, n=N_SUGGESTIONS, cutoff=0.0)
 
 
 class ServiceError(WdrecError):
@@ -38,6 +47,25 @@ class UnknownLabelsError(ServiceError):
             f"Unknown labels: {names}",
             details={"unknown": list(suggestions), "suggestions": suggestions},
         )
+
+
+class UnknownCategoriesError(ServiceError):
+    """Some top categories (CLAC1) named by a filter are not in the vocabulary; details list each with its
+    closest known categories."""
+
+    code = "unknown_clac1"
+
+    def __init__(self, suggestions: dict[str, list[str]], *, fields: list[str]) -> None:
+        super().__init__(
+            f"Unknown CLAC1 categories in {' and '.join(fields)}: {', '.join(suggestions)}",
+            details={"fields": fields, "unknown": list(suggestions), "suggestions": suggestions},
+        )
+
+
+class FilterConflictError(ServiceError):
+    """Filters that contradict each other; details name the conflicting filters."""
+
+    code = "filter_conflict"
 
 
 class InvalidQueryError(ServiceError):

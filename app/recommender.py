@@ -6,36 +6,52 @@ the artifact set's `FeatureBuilder` (the code training used), so served scores e
 
 from __future__ import annotations
 
-import difflib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from app.errors import InvalidQueryError, ProductsUnavailableError, UnknownClientError, UnknownLabelsError
+from app.errors import (
+    InvalidQueryError,
+    ProductsUnavailableError,
+    UnknownClientError,
+    UnknownLabelsError,
+    closest,
+)
+from app.filters import NO_FILTERS, Filters, LabelFilter, compile_filters
 from app.lru import LruCache
 from app.products import MAX_PRODUCTS, ProductRanker, RankedProduct
 from training.artifacts import ArtifactSet, load_artifacts
 from training.dataset import UNKNOWN
 
-N_SUGGESTIONS = 3  # closest known labels offered for each unknown one
 MAX_SUGGESTED = 10  # unknown labels that get suggestions; the rest are listed without
-TopK = tuple[torch.Tensor, torch.Tensor, frozenset[int]]  # scores, label ids (best first), labels bought
+FILTER_CACHE_SIZE = 256  # distinct filters kept checked per loaded version
+
+
+class TopK(NamedTuple):
+    """A ranking: the best labels' scores and ids (best first), the labels of the scored history, and how
+    many labels the filters left (fewer than k come back when fewer remain)."""
+
+    scores: torch.Tensor
+    label_ids: torch.Tensor
+    bought: frozenset[int]
+    candidates: int
 
 
 @dataclass(frozen=True)
 class Query:
-    """One ranking to compute: sessions (label ids, oldest first), demographic codes, how many labels, and
-    the client's table row when the ranking belongs to a known client (then it is cached)."""
+    """One ranking to compute: sessions (label ids, oldest first), demographic codes, how many labels, the
+    client's table row when the ranking belongs to a known client (then it is cached), and the filters."""
 
     sessions: list[list[int]]
     gender: int
     age: int
     k: int
     row: int | None = None
+    filter: LabelFilter | None = None
 
 
 @dataclass(frozen=True)
@@ -87,8 +103,9 @@ class Recommender:
         # Doc2Vec inference reseeds the model's RNG before each call (determinism): one caller at a time.
         self._features_lock = threading.Lock()
         # A known client's ranking is a pure function of the loaded version (its sessions are part of the
-        # artifacts), so each client's top max_k is computed once; ~1.6 kB per client.
-        self._top: LruCache[int, TopK] = LruCache(cache_size)
+        # artifacts), so each client's top max_k is computed once per filter; ~1.6 kB per entry.
+        self._top: LruCache[tuple[int, Filters], TopK] = LruCache(cache_size)
+        self._filters: LruCache[Filters, LabelFilter] = LruCache(FILTER_CACHE_SIZE)
 
     @classmethod
     def load(cls, path: Path, *, max_k: int = 100, cache_size: int = 10_000) -> Recommender:
@@ -125,9 +142,7 @@ class Recommender:
             # difflib compares with every label: bounded, so a basket of typos cannot tie up a worker.
             raise UnknownLabelsError(
                 {
-                    name: difflib.get_close_matches(name, self.vocab.labels, n=N_SUGGESTIONS, cutoff=0.0)
-                    if i < MAX_SUGGESTED
-                    else []
+                    name: closest(name, self.vocab.labels) if i < MAX_SUGGESTED else []
                     for i, name in enumerate(unknown)
                 }
             )
@@ -142,24 +157,40 @@ class Recommender:
                 inputs = self.artifacts.builder.build_batch(histories, genders, ages)
             return torch.sigmoid(self.artifacts.model(*inputs))
 
+    def label_filter(self, filters: Filters) -> LabelFilter | None:
+        """`filters` checked against the vocabulary (None when they filter nothing); UnknownLabelsError,
+        UnknownCategoriesError or FilterConflictError when they cannot be applied."""
+        if not filters.active:
+            return None
+        checked = self._filters.get(filters)
+        if checked is None:
+            checked = compile_filters(filters, self.vocab, self.label_ids)
+            self._filters.put(filters, checked)
+        return checked
+
     def top(self, queries: Sequence[Query]) -> list[TopK]:
-        """The top-k of each query from one batched forward pass; known clients' rankings are cached."""
+        """The top-k of each query from one batched forward pass, filtered labels left out before the top
+        k; known clients' rankings are cached per filter."""
         scores = self.score_histories(
             [q.sessions for q in queries], [q.gender for q in queries], [q.age for q in queries]
         )
+        with torch.inference_mode():  # scores is an inference tensor: updated in place only in this mode
+            _apply_filters(scores, queries)
+        candidates = torch.isfinite(scores).sum(dim=1).tolist()
         values, indices = torch.topk(scores, max(q.k for q in queries))
         tops: list[TopK] = []
-        for query, row_values, row_indices in zip(queries, values, indices, strict=True):
+        for query, row_values, row_indices, left in zip(queries, values, indices, candidates, strict=True):
+            n = min(query.k, left)
             # Copies: a cached entry must not keep the whole batch's tensor alive.
-            entry = (row_values[: query.k].clone(), row_indices[: query.k].clone(), labels_in(query.sessions))
+            entry = TopK(row_values[:n].clone(), row_indices[:n].clone(), labels_in(query.sessions), left)
             if query.row is not None:
-                self._top.put(query.row, entry)
+                self._top.put((query.row, _filters_of(query)), entry)
             tops.append(entry)
         return tops
 
     def ranked(self, entry: TopK, k: int) -> list[ScoredLabel]:
         """The first k labels of a ranking, best first, marking labels the history holds."""
-        values, indices, bought = entry[0][:k].tolist(), entry[1][:k].tolist(), entry[2]
+        values, indices, bought = entry.scores[:k].tolist(), entry.label_ids[:k].tolist(), entry.bought
         return [
             ScoredLabel(
                 rank=rank,
@@ -172,19 +203,30 @@ class Recommender:
             for rank, (label_id, score) in enumerate(zip(indices, values, strict=True), 1)
         ]
 
-    def client_query(self, client_id: int) -> Query:
+    def client_query(self, client_id: int, filters: Filters = NO_FILTERS) -> Query:
         """The query of a known client: all of its kept sessions (the builder keeps the most recent)."""
-        row = self._row(client_id)
-        return Query(self._sessions[row], self._genders[row], self._ages[row], k=self.max_k, row=row)
+        return self.row_query(self._row(client_id), filters)
 
-    def recommend(self, client_id: int, k: int) -> list[ScoredLabel]:
-        """Top-k for a known client (computed once per loaded version, then cached)."""
+    def row_query(self, row: int, filters: Filters = NO_FILTERS) -> Query:
+        """The query of the client in row `row` of the client table (see `n_clients`)."""
+        return Query(
+            self._sessions[row],
+            self._genders[row],
+            self._ages[row],
+            k=self.max_k,
+            row=row,
+            filter=self.label_filter(filters),
+        )
+
+    def recommend(self, client_id: int, k: int, filters: Filters = NO_FILTERS) -> list[ScoredLabel]:
+        """Top-k for a known client (computed once per loaded version and filter, then cached)."""
         self.check_k(k)
-        return self.ranked(self.cached(client_id) or self.top([self.client_query(client_id)])[0], k)
+        entry = self.cached(client_id, filters) or self.top([self.client_query(client_id, filters)])[0]
+        return self.ranked(entry, k)
 
-    def cached(self, client_id: int) -> TopK | None:
+    def cached(self, client_id: int, filters: Filters = NO_FILTERS) -> TopK | None:
         """The client's cached ranking, or None: never runs the model (event-loop safe)."""
-        return self._top.get(self._row(client_id))
+        return self._top.get((self._row(client_id), filters))
 
     def label_products(
         self,
@@ -230,6 +272,7 @@ class Recommender:
         gender: str | None = None,
         age: int | None = None,
         k: int = 10,
+        filters: Filters = NO_FILTERS,
     ) -> Query:
         """The query of a custom history whose newest session is `basket`; demographics alone: cold start."""
         named = [session for session in (*history, basket) if session]
@@ -243,6 +286,7 @@ class Recommender:
             self._code(gender, self.vocab.genders, "gender"),
             self._code(age, self.vocab.ages, "age"),
             k=self.check_k(k),
+            filter=self.label_filter(filters),
         )
 
     def rank(self, query: Query) -> list[ScoredLabel]:
@@ -267,3 +311,19 @@ class Recommender:
 
 def labels_in(sessions: Sequence[Sequence[int]]) -> frozenset[int]:
     return frozenset(label for session in sessions for label in session)
+
+
+def _filters_of(query: Query) -> Filters:
+    return query.filter.filters if query.filter is not None else NO_FILTERS
+
+
+def _apply_filters(scores: torch.Tensor, queries: Sequence[Query]) -> None:
+    """Drop each query's filtered labels from its row of `scores`, one call per run of queries sharing a
+    filter (a batch job's queries all share one)."""
+    start = 0
+    for end in range(1, len(queries) + 1):
+        if end == len(queries) or queries[end].filter is not queries[start].filter:
+            label_filter = queries[start].filter
+            if label_filter is not None:
+                label_filter.apply(scores[start:end], [q.sessions for q in queries[start:end]])
+            start = end

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
+from app.filters import Filters
 from app.products import MAX_PRODUCTS, RankedProduct
 from app.recommender import ScoredLabel
 
 Label = Annotated[str, Field(min_length=1, max_length=100, description="a CLAC3 label name")]
+Category = Annotated[str, Field(min_length=1, max_length=50, description="a CLAC1 top category name")]
+# Names one filter of GET /recommend may list: the three lists at their longest (4-byte characters,
+# percent-encoded) stay under uvicorn's 64 kB request line, beyond which it answers a bare 400.
+MAX_QUERY_VALUES = 20
+FILTER_DOCS = {
+    "exclude_bought": "leave out labels of the scored history (and basket): a 'new to you' ranking",
+    "clac1": "only labels of these top categories (CLAC1); repeatable",
+    "exclude_clac1": "no label of these top categories (CLAC1); repeatable",
+    "exclude": "no label of these names (CLAC3); repeatable",
+}
 
 
 class ErrorDetail(BaseModel):
@@ -100,12 +111,34 @@ class ModelInfo(BaseModel):
 class RecommendResponse(BaseModel):
     client_id: int | None = Field(description="null for POST /score")
     k: int
-    recommendations: list[Recommendation]
+    recommendations: list[Recommendation] = Field(description="k labels, or all that the filters left")
+    candidates: int = Field(description="labels left after the filters (the label count without filters)")
+    notice: str | None = Field(
+        default=None, description="why fewer than k labels came back: the filters left fewer"
+    )
     model: ModelInfo
 
 
-class ScoreRequest(BaseModel):
-    """A custom basket and/or history and/or demographics; at least one of them is required."""
+class FilterFields(BaseModel):
+    """Filters on a ranking (POST /score's body, bounded by its size limit; GET /recommend takes the same
+    as query parameters)."""
+
+    exclude_bought: StrictBool = Field(default=False, description=FILTER_DOCS["exclude_bought"])
+    clac1: list[Category] = Field(default=[], description=FILTER_DOCS["clac1"])
+    exclude_clac1: list[Category] = Field(default=[], description=FILTER_DOCS["exclude_clac1"])
+    exclude: list[Label] = Field(default=[], description=FILTER_DOCS["exclude"])
+
+    def filters(self) -> Filters:
+        return Filters.of(
+            exclude_bought=self.exclude_bought,
+            clac1=self.clac1,
+            exclude_clac1=self.exclude_clac1,
+            exclude=self.exclude,
+        )
+
+
+class ScoreRequest(FilterFields):
+    """A custom basket and/or history and/or demographics (at least one of them), and optional filters."""
 
     model_config = ConfigDict(extra="forbid")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,12 +10,26 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from app.api.routes.catalog import client_detail, clients_page, labels_response, model_card
-from app.api.routes.recommend import ranking_response
-from app.errors import InvalidQueryError, ServiceError, UnknownClientError, UnknownLabelsError
-from app.recommender import Recommender
+from app.api.routes.recommend import ranking_response, score_query
+from app.errors import (
+    FilterConflictError,
+    InvalidQueryError,
+    ServiceError,
+    UnknownClientError,
+    UnknownLabelsError,
+)
+from app.filters import NO_FILTERS, Filters
+from app.recommender import Recommender, TopK
 from app.schemas import ScoreRequest
 
 EXAMPLE_K = 3
+
+
+@dataclass(frozen=True)
+class Named:
+    """Several named examples of one body, shown as `examples` instead of one `example`."""
+
+    values: dict[str, Any]
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -66,28 +81,45 @@ def _add_examples(schema: dict[str, Any], recommender: Recommender) -> None:
         age=profile.age or 30,
         k=EXAMPLE_K,
     )
-    query = recommender.custom_query(
-        basket=request.basket, history=request.history, gender=request.gender, age=request.age, k=request.k
+    filters = _example_filters(recommender, client_id)
+    filtered = request.model_copy(
+        update={"exclude_bought": True, "exclude_clac1": list(filters.exclude_clac1)}
     )
-    scored = recommender.rank(query)
     labels = labels_response(recommender)
     labels.groups = [group.model_copy(update={"labels": group.labels[:3]}) for group in labels.groups[:2]]
-    recommendation = ranking_response(
-        recommender, recommender.recommend(client_id, EXAMPLE_K), client_id=client_id, k=EXAMPLE_K
-    )
     examples: dict[tuple[str, str], dict[str, Any]] = {
         ("/recommend/{client_id}", "get"): {
-            "params": {"client_id": client_id, "k": EXAMPLE_K},
-            "200": _dump(recommendation),
+            "params": {"client_id": client_id, "k": EXAMPLE_K, **_params(filters)},
+            "200": Named(
+                {
+                    "ranking": _client_ranking(recommender, client_id),
+                    "filtered": _client_ranking(recommender, client_id, filters),
+                }
+            ),
             "404": _error(UnknownClientError(0)),
-            "422": _error(
-                InvalidQueryError(f"k must be between 1 and {recommender.max_k}", details={"k": 0})
+            "422": Named(
+                {
+                    "k out of range": _error(
+                        InvalidQueryError(f"k must be between 1 and {recommender.max_k}", details={"k": 0})
+                    ),
+                    "contradictory filters": _error(_conflict(recommender, filters)),
+                }
             ),
         },
         ("/score", "post"): {
-            "body": request.model_dump(),
-            "200": _dump(ranking_response(recommender, scored, client_id=None, k=EXAMPLE_K)),
-            "422": _error(_unknown_label(recommender, newest[0])),
+            "body": Named({"basket": request.model_dump(), "filtered": filtered.model_dump()}),
+            "200": Named(
+                {
+                    "basket": _custom_ranking(recommender, request),
+                    "filtered": _custom_ranking(recommender, filtered),
+                }
+            ),
+            "422": Named(
+                {
+                    "unknown label": _error(_unknown_label(recommender, newest[0])),
+                    "contradictory filters": _error(_conflict(recommender, filters)),
+                }
+            ),
         },
         ("/labels", "get"): {"200": _dump(labels)},
         ("/clients", "get"): {
@@ -107,6 +139,47 @@ def _add_examples(schema: dict[str, Any], recommender: Recommender) -> None:
         _apply(schema["paths"][path][method], example)
 
 
+def _example_filters(recommender: Recommender, client_id: int) -> Filters:
+    """A "new to you" ranking without the top category of the client's best label, nor its best new label."""
+    best = recommender.recommend(client_id, 1)[0]
+    new = recommender.recommend(client_id, 1, Filters(exclude_bought=True))
+    return Filters.of(exclude_bought=True, exclude_clac1=[best.clac1], exclude=[item.label for item in new])
+
+
+def _params(filters: Filters) -> dict[str, Any]:
+    return {
+        "exclude_bought": filters.exclude_bought,
+        "exclude_clac1": list(filters.exclude_clac1),
+        "exclude": list(filters.exclude),
+    }
+
+
+def _response(recommender: Recommender, entry: TopK, *, client_id: int | None, k: int) -> Any:
+    items = recommender.ranked(entry, k)
+    response = ranking_response(recommender, items, client_id=client_id, k=k, candidates=entry.candidates)
+    return _dump(response)
+
+
+def _client_ranking(recommender: Recommender, client_id: int, filters: Filters = NO_FILTERS) -> Any:
+    entry = recommender.top([recommender.client_query(client_id, filters)])[0]
+    return _response(recommender, entry, client_id=client_id, k=EXAMPLE_K)
+
+
+def _custom_ranking(recommender: Recommender, request: ScoreRequest) -> Any:
+    query = score_query(recommender, request)
+    return _response(recommender, recommender.top([query])[0], client_id=None, k=request.k)
+
+
+def _conflict(recommender: Recommender, filters: Filters) -> FilterConflictError:
+    """The error of asking for one top category and excluding it at once."""
+    both = Filters.of(clac1=filters.exclude_clac1, exclude_clac1=filters.exclude_clac1)
+    try:
+        recommender.label_filter(both)
+    except FilterConflictError as exc:
+        return exc
+    raise AssertionError(f"{both} should conflict")
+
+
 def _unknown_label(recommender: Recommender, label: str) -> UnknownLabelsError:
     """The error a typo of `label` gets, with the service's real suggestions."""
     typo = label[:-1] if len(label) > 1 and label[:-1] not in recommender.vocab.labels else label + "?"
@@ -122,7 +195,14 @@ def _apply(operation: dict[str, Any], example: dict[str, Any]) -> None:
         if param["name"] in example.get("params", {}):
             param["example"] = example["params"][param["name"]]
     if "body" in example:
-        operation["requestBody"]["content"]["application/json"]["example"] = example["body"]
+        _set_example(operation["requestBody"]["content"]["application/json"], example["body"])
     for status, response in operation["responses"].items():
         if status in example:
-            response["content"]["application/json"]["example"] = example[status]
+            _set_example(response["content"]["application/json"], example[status])
+
+
+def _set_example(content: dict[str, Any], value: Any) -> None:
+    if isinstance(value, Named):
+        content["examples"] = {name: {"summary": name, "value": one} for name, one in value.values.items()}
+    else:
+        content["example"] = value

@@ -3,7 +3,7 @@
 
 const KEY_METRICS = ["ndcg@10", "recall@10", "hit_rate@10", "map@10", "precision@10", "coverage@10"];
 const PRODUCTS = 5;  // products fetched per label, shown when the label is expanded
-const state = { basket: [], labels: [], clac1Ids: new Map(), scoreTimer: null };
+const state = { basket: [], labels: [], clac1Ids: new Map(), scoreTimer: null, clientId: null, hidden: [] };
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -89,8 +89,50 @@ function labelRows(item, label, cells) {
   return [row, detail];
 }
 
+const selected = (select) => [...select.selectedOptions].map((option) => option.value);
+
+// The filters of both rankings, as GET /recommend's query parameters and as POST /score's body fields.
+function filters() {
+  return {
+    exclude_bought: $("#filter-new").checked,
+    clac1: selected($("#filter-clac1")),
+    exclude_clac1: selected($("#filter-exclude-clac1")),
+    exclude: [...state.hidden],
+  };
+}
+
+function filterParams() {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries(filters())) {
+    if (Array.isArray(value)) value.forEach((item) => params.append(name, item));
+    else if (value) params.set(name, "true");
+  }
+  return params;
+}
+
+function filtersChanged() {
+  const hidden = state.hidden.map((name) => {
+    const node = chip(name, state.labels.find((label) => label.name === name)?.clac1 || "");
+    node.title = "click to show again";
+    node.addEventListener("click", () => {
+      state.hidden = state.hidden.filter((other) => other !== name);
+      filtersChanged();
+    });
+    return node;
+  });
+  $("#filter-exclude").replaceChildren(...(hidden.length ? hidden : [el("em", { textContent: "none" })]));
+  if (state.clientId !== null) rankClient().catch((err) => showError($("#client-error"), err));
+  scheduleScore();
+}
+
+function hideLabel(name) {
+  if (!state.hidden.includes(name)) state.hidden.push(name);
+  filtersChanged();
+}
+
 // Bars are relative to the best score of the ranking: probabilities of single labels are small.
-function fillRanking(table, recommendations) {
+function fillRanking(table, notice, ranking) {
+  const recommendations = ranking.recommendations;
   const top = Math.max(...recommendations.map((item) => item.score), 1e-9);
   const rows = recommendations.flatMap((item) => {
     const bar = el("div", { className: "bar" }, el("span"), el("b", { textContent: item.score.toFixed(3) }));
@@ -99,31 +141,44 @@ function fillRanking(table, recommendations) {
     if (item.bought_before) {
       label.append(el("span", { className: "bought-marker", textContent: " ★", title: "bought before" }));
     }
+    const hide = el("button", { type: "button", className: "hide", textContent: "✕", title: `hide ${item.label}` });
+    hide.addEventListener("click", () => hideLabel(item.label));
+    label.append(hide);
     return labelRows(item, label, [el("td", { textContent: item.rank }), label, el("td", {}, bar)]);
   });
   table.tBodies[0].replaceChildren(...rows);
   table.hidden = false;
+  notice.textContent = ranking.notice || "";
+  notice.hidden = !ranking.notice;
+}
+
+async function rankClient() {
+  const params = filterParams();
+  params.set("k", $("#client-k").value);
+  params.set("products", PRODUCTS);
+  $("#client-ranking").hidden = true;
+  const ranking = await api(`/recommend/${state.clientId}?${params}`);
+  showError($("#client-error"), null);
+  fillRanking($("#client-ranking"), $("#client-notice"), ranking);
 }
 
 async function lookupClient(event) {
   event.preventDefault();
   const id = $("#client-id").value.trim();
-  const k = $("#client-k").value;
   showError($("#client-error"), null);
   $("#client-result").hidden = true;
+  state.clientId = null;
   try {
     if (!/^-?\d+$/.test(id)) throw new ApiError("A client ID is a whole number");
-    const [client, ranking] = await Promise.all([
-      api(`/clients/${id}`),
-      api(`/recommend/${id}?k=${encodeURIComponent(k)}&products=${PRODUCTS}`),
-    ]);
+    const client = await api(`/clients/${id}`);
+    state.clientId = id;
     const gender = { F: "female", M: "male" }[client.gender] || "unknown gender";
     const age = client.age ? `${client.age}s` : "unknown age";
     $("#client-demographics").textContent =
       `Client ${client.client_id}: ${gender}, ${age}, ${client.sessions.length} sessions`;
     $("#client-sessions").replaceChildren(
       ...client.sessions.map((session) => el("li", {}, ...session.map((l) => chip(l.label, l.clac1)))));
-    fillRanking($("#client-ranking"), ranking.recommendations);
+    await rankClient();
     $("#client-result").hidden = false;
   } catch (err) {
     showError($("#client-error"), err);
@@ -179,6 +234,7 @@ function scheduleScore() {
 async function scoreBasket() {
   const request = {
     basket: state.basket.map((label) => label.name), k: Number($("#basket-k").value), products: PRODUCTS,
+    ...filters(),
   };
   if ($("#basket-gender").value) request.gender = $("#basket-gender").value;
   if ($("#basket-age").value) request.age = Number($("#basket-age").value);
@@ -189,9 +245,10 @@ async function scoreBasket() {
   }
   try {
     const ranking = await api("/score", { method: "POST", body: JSON.stringify(request) });
-    fillRanking($("#basket-ranking"), ranking.recommendations);
+    fillRanking($("#basket-ranking"), $("#basket-notice"), ranking);
   } catch (err) {
     $("#basket-ranking").hidden = true;
+    $("#basket-notice").hidden = true;
     showError($("#basket-error"), err);
   }
 }
@@ -224,6 +281,9 @@ async function loadCatalog() {
     const [labels, card, clients] = await Promise.all([api("/labels"), api("/model"), api("/clients?limit=20")]);
     state.labels = labels.groups.flatMap((g) => g.labels.map((l) => ({ name: l.name, clac1: g.clac1 })));
     labels.groups.forEach((g) => clac1Colour(g.clac1));
+    for (const id of ["#filter-clac1", "#filter-exclude-clac1"]) {
+      $(id).replaceChildren(...labels.groups.map((g) => el("option", { value: g.clac1, textContent: g.clac1 })));
+    }
     renderLabelList();
     renderModelCard(card);
     $("#client-ids").replaceChildren(...clients.clients.map((c) => el("option", { value: c.client_id })));
@@ -239,6 +299,16 @@ function init() {
   $("#lookup-form").addEventListener("submit", lookupClient);
   $("#label-search").addEventListener("input", renderLabelList);
   for (const id of ["#basket-gender", "#basket-age", "#basket-k"]) $(id).addEventListener("change", scheduleScore);
+  for (const id of ["#filter-new", "#filter-clac1", "#filter-exclude-clac1"]) {
+    $(id).addEventListener("change", filtersChanged);
+  }
+  $("#filter-clear").addEventListener("click", () => {
+    $("#filter-new").checked = false;
+    for (const id of ["#filter-clac1", "#filter-exclude-clac1"]) [...$(id).options].forEach((o) => { o.selected = false; });
+    state.hidden = [];
+    filtersChanged();
+  });
+  $("#filter-exclude").replaceChildren(el("em", { textContent: "none" }));
   loadCatalog();
 }
 

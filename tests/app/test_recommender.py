@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from app.errors import InvalidQueryError, UnknownClientError, UnknownLabelsError
+from app.filters import Filters
 from app.lru import LruCache
 from app.recommender import Recommender
 from training.artifacts import ArtifactSet
@@ -139,3 +140,13 @@ def test_label_ids_many_unknown_labels_are_all_listed_suggestions_for_the_first_
     suggestions = caught.value.details["suggestions"]
     assert caught.value.details["unknown"] == names
     assert [len(suggestions[name]) for name in names] == [3] * 10 + [0, 0]
+
+
+def test_recommend_caches_each_filter_apart(artifacts: ArtifactSet, known_client: int) -> None:
+    recommender = Recommender(artifacts)
+    new = Filters(exclude_bought=True)
+    items = recommender.recommend(known_client, 5, new)
+    assert recommender.cached(known_client) is None
+    entry = recommender.cached(known_client, new)
+    assert entry is not None and recommender.ranked(entry, 5) == items
+    assert not any(item.bought_before for item in items)

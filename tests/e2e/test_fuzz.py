@@ -3,8 +3,9 @@
 The admin key is sent, so POST /admin/reload reloads for real between requests. What it asserts, per
 generated request: no 5xx, every response matches its documented schema (status, content type, body,
 headers), negative data is rejected, schema-valid data accepted. One exception, declared in the config
-below: POST /score may answer 422 to schema-valid bodies, because whether a label exists depends on the
-loaded vocabulary, which no JSON schema states.
+below: POST /score and GET /recommend may answer 422 to schema-valid requests, because whether a label or a
+top category exists (and whether filters leave a label) depends on the loaded vocabulary, which no JSON
+schema states.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ CONFIG = """
 [[operations]]
 include-path = "/score"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "422"]
+
+[[operations]]
+include-path = "/recommend/{client_id}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "422"]
 """
 
 

@@ -134,3 +134,41 @@ def test_screenshot_of_a_lookup_and_a_basket(page: Page, server: Server, tmp_pat
     shot = tmp_path / "web.png"  # results/web.png is made by `python -m bench.screenshot`
     page.screenshot(path=str(shot), full_page=True)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_filters_apply_to_the_client_ranking_and_say_when_fewer_remain(page: Page, server: Server) -> None:
+    client_id = known_client(server)
+    look_up(page, client_id, 10)
+    rows = page.locator("#client-ranking tbody tr:not(.products-row)")
+    expect(rows).to_have_count(10)
+    page.check("#filter-new")
+    expect(page.locator("#client-ranking tbody tr.bought")).to_have_count(0)
+    expect(rows).to_have_count(10)
+    first = rows.first.locator(".chip").inner_text()
+    rows.first.locator("button.hide").click()
+    expect(page.locator("#filter-exclude .chip")).to_have_text([first])
+    expect(rows.first.locator(".chip")).not_to_have_text(first)
+    labels = httpx.get(f"{server.url}/labels").json()["groups"]
+    small = min(labels, key=lambda group: len(group["labels"]))
+    page.select_option("#filter-clac1", small["clac1"])
+    expect(page.locator("#client-notice")).to_be_hidden()
+    look_up(page, client_id, len(small["labels"]) + 1)
+    expect(page.locator("#client-notice")).to_contain_text("The filters leave")
+    assert set(rows.locator(".chip").evaluate_all("chips => chips.map(c => c.title)")) == {small["clac1"]}
+
+
+def test_contradictory_filters_show_the_conflict_and_basket_follows_filters(
+    page: Page, server: Server
+) -> None:
+    clac1 = httpx.get(f"{server.url}/labels").json()["groups"][0]["clac1"]
+    page.select_option("#basket-gender", "F")
+    expect(page.locator("#basket-ranking tbody tr:not(.products-row)")).to_have_count(10)
+    page.select_option("#filter-exclude-clac1", clac1)
+    expect(page.locator("#basket-ranking tbody tr:not(.products-row)")).to_have_count(10)
+    titles = page.locator("#basket-ranking .chip").evaluate_all("chips => chips.map(c => c.title)")
+    assert clac1 not in titles
+    page.select_option("#filter-clac1", clac1)
+    expect(page.locator("#basket-error")).to_contain_text(f"clac1 and exclude_clac1 both name {clac1}")
+    page.click("#filter-clear")
+    expect(page.locator("#basket-error")).to_be_hidden()
+    expect(page.locator("#basket-ranking tbody tr:not(.products-row)")).to_have_count(10)
