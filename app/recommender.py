@@ -258,6 +258,14 @@ class Recommender:
             labels, n=n, row=row, gender=codes[0], age=codes[1], exclude_bought=exclude_bought
         )
 
+    def row_of(self, client_id: int) -> int:
+        """The client's row in the client table; UnknownClientError if not in it."""
+        return self._row(client_id)
+
+    def client_id_at(self, row: int) -> int:
+        """The client ID in row `row` of the client table."""
+        return self._client_ids[row]
+
     def _row(self, client_id: int) -> int:
         row = self._row_of.get(client_id)
         if row is None:

@@ -54,6 +54,27 @@ def _serve(args: argparse.Namespace) -> None:
     serve(artifacts_dir=args.artifacts, host=args.host, port=args.port, workers=args.workers)
 
 
+def _recommend(args: argparse.Namespace) -> None:
+    from app.batch import run_recommend
+    from app.filters import Filters
+
+    filters = Filters.of(
+        exclude_bought=args.exclude_bought,
+        clac1=args.clac1 or (),
+        exclude_clac1=args.exclude_clac1 or (),
+        exclude=args.exclude or (),
+    )
+    run_recommend(
+        args.artifacts,
+        args.out,
+        k=args.k,
+        filters=filters,
+        clients_file=args.clients,
+        fmt=args.format,
+        batch_size=args.batch_size,
+    )
+
+
 def _import_completejourney(args: argparse.Namespace) -> None:
     from training.completejourney import import_completejourney
 
@@ -131,6 +152,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="worker processes (default: WDREC_WORKERS or 1)"
     )
     srv.set_defaults(handler=_serve)
+
+    rec = sub.add_parser(
+        "recommend", help="write every client's top k to a Parquet or CSV file (the API's rankings)"
+    )
+    rec.add_argument(
+        "--artifacts", type=Path, default=None, help="artifacts root (default: WDREC_ARTIFACTS_DIR)"
+    )
+    rec.add_argument("--out", type=Path, required=True, help="file to write, replaced atomically")
+    rec.add_argument("--k", type=int, default=10, help="labels per client (default 10)")
+    rec.add_argument(
+        "--clients", type=Path, default=None, help="file of client IDs, one per line (default: every client)"
+    )
+    rec.add_argument(
+        "--format",
+        choices=["parquet", "csv"],
+        default=None,
+        help="default: csv for a .csv file, else parquet",
+    )
+    rec.add_argument(
+        "--exclude-bought", action="store_true", help="leave out labels the client bought (new to them)"
+    )
+    rec.add_argument("--clac1", action="append", metavar="NAME", help="only this top category; repeatable")
+    rec.add_argument(
+        "--exclude-clac1", action="append", metavar="NAME", help="not this top category; repeatable"
+    )
+    rec.add_argument("--exclude", action="append", metavar="LABEL", help="not this label; repeatable")
+    rec.add_argument("--batch-size", type=int, default=256, help="clients per forward pass (default 256)")
+    rec.set_defaults(handler=_recommend)
 
     cj = sub.add_parser(
         "import-completejourney",

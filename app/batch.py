@@ -1,0 +1,217 @@
+"""Every client's top k in one file (`wdrec recommend`): the rankings GET /recommend answers, in batches.
+
+Each batch of clients goes through `Recommender.top` (the route's own path: the same features, forward pass,
+filters and top k), then becomes rows (client_id, rank, label, clac1, score, bought_before) appended to a
+Parquet or CSV file. Memory holds one batch at a time; the file is written under a temporary name beside
+the target and renamed over it only when complete, so a failed run leaves the old file (or none).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import torch
+from tqdm import tqdm
+
+from app.errors import UnknownClientError
+from app.filters import NO_FILTERS, Filters
+from app.recommender import Recommender, TopK
+from training.errors import WdrecError
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("parquet", "csv")
+BATCH_CLIENTS = 256  # clients per forward pass: past this, throughput no longer grows (bench/batch.py)
+CLIENT_HEADERS = ("CLNT_ID", "client_id")  # a clients file may start with one of these
+SCHEMA = pa.schema(
+    [
+        ("client_id", pa.int64()),
+        ("rank", pa.int32()),
+        ("label", pa.string()),
+        ("clac1", pa.string()),
+        ("score", pa.float64()),
+        ("bought_before", pa.bool_()),
+    ]
+)
+
+
+class BatchInputError(WdrecError):
+    """A clients file or an output path `wdrec recommend` cannot use."""
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    clients: int
+    rows: int
+    seconds: float
+
+
+class _Writer(Protocol):
+    def write(self, table: pa.Table) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def read_client_ids(path: Path) -> list[int]:
+    """Client IDs from a file of one ID per line (an optional first line CLNT_ID or client_id; blank lines
+    skipped; repeats kept once, in first-seen order); BatchInputError naming the line otherwise."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BatchInputError(f"{path}: cannot read the clients file ({exc})") from exc
+    ids: dict[int, None] = {}
+    for number, line in enumerate(lines, 1):
+        value = line.strip()
+        if not value or (number == 1 and value in CLIENT_HEADERS):
+            continue
+        try:
+            ids[int(value)] = None
+        except ValueError:
+            raise BatchInputError(
+                f"{path}, line {number}: not a client ID (got {value!r}); expected one whole number per line"
+            ) from None
+    if not ids:
+        raise BatchInputError(f"{path}: no client ID in the file")
+    return list(ids)
+
+
+def client_rows(recommender: Recommender, client_ids: Sequence[int] | None, source: Path | None) -> list[int]:
+    """Rows of the client table to rank: every client when `client_ids` is None; BatchInputError listing
+    the IDs the artifacts do not know."""
+    if client_ids is None:
+        return list(range(recommender.n_clients))
+    rows, unknown = [], []
+    for client_id in client_ids:
+        try:
+            rows.append(recommender.row_of(client_id))
+        except UnknownClientError:
+            unknown.append(client_id)
+    if unknown:
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise BatchInputError(
+            f"{source}: {len(unknown)} client ID(s) not in the artifacts' client table: "
+            f"{', '.join(map(str, unknown[:10]))}{more}"
+        )
+    return rows
+
+
+def write_recommendations(
+    recommender: Recommender,
+    out: Path,
+    *,
+    k: int = 10,
+    filters: Filters = NO_FILTERS,
+    rows: Sequence[int] | None = None,
+    fmt: str = "parquet",
+    batch_size: int = BATCH_CLIENTS,
+) -> BatchSummary:
+    """Write the top k of each client row (default: all) to `out` atomically; returns what was written."""
+    if fmt not in FORMATS:
+        raise BatchInputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    recommender.check_k(k)
+    recommender.label_filter(filters)  # a conflict or an unknown name stops the run before any work
+    rows = range(recommender.n_clients) if rows is None else rows
+    labels = np.array(recommender.vocab.labels, dtype=object)
+    clac1 = np.array(recommender.vocab.clac1, dtype=object)[recommender.vocab.label_clac1]
+    started, written = time.perf_counter(), 0
+    with _atomic_writer(out, fmt) as writer, tqdm(total=len(rows), unit="client", desc="recommend") as bar:
+        for start in range(0, len(rows), batch_size):
+            batch = rows[start : start + batch_size]
+            tops = recommender.top([recommender.row_query(row, filters) for row in batch])
+            ids = [recommender.client_id_at(row) for row in batch]
+            table = _table(ids, tops, k, labels=labels, clac1=clac1)
+            writer.write(table)
+            written += table.num_rows
+            bar.update(len(batch))
+    summary = BatchSummary(clients=len(rows), rows=written, seconds=time.perf_counter() - started)
+    logger.info(
+        "wrote %d rows for %d clients to %s in %.1f s (%.0f clients/s)",
+        summary.rows,
+        summary.clients,
+        out,
+        summary.seconds,
+        summary.clients / max(summary.seconds, 1e-9),
+    )
+    return summary
+
+
+def _table(
+    client_ids: Sequence[int], tops: Sequence[TopK], k: int, *, labels: np.ndarray, clac1: np.ndarray
+) -> pa.Table:
+    """One batch's rows: each client's first k labels (fewer when the filters left fewer), best first."""
+    counts = [min(k, len(top.label_ids)) for top in tops]
+    label_ids = torch.cat([top.label_ids[:n] for top, n in zip(tops, counts, strict=True)]).numpy()
+    # float32 scores widened exactly, as the API's JSON shows them.
+    scores = (
+        torch.cat([top.scores[:n] for top, n in zip(tops, counts, strict=True)]).numpy().astype(np.float64)
+    )
+    bought = [
+        label in top.bought
+        for top, n in zip(tops, counts, strict=True)
+        for label in top.label_ids[:n].tolist()
+    ]
+    return pa.table(
+        {
+            "client_id": np.repeat(np.asarray(client_ids, dtype=np.int64), counts),
+            "rank": np.concatenate([np.arange(1, n + 1, dtype=np.int32) for n in counts]),
+            "label": labels[label_ids],
+            "clac1": clac1[label_ids],
+            "score": scores,
+            "bought_before": bought,
+        },
+        schema=SCHEMA,
+    )
+
+
+@contextmanager
+def _atomic_writer(out: Path, fmt: str) -> Iterator[_Writer]:
+    """A writer into a temporary file beside `out`, renamed over `out` only when the block completes."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    writer: _Writer = (
+        pq.ParquetWriter(partial, SCHEMA) if fmt == "parquet" else pa_csv.CSVWriter(partial, SCHEMA)
+    )
+    try:
+        yield writer
+        writer.close()
+        os.replace(partial, out)
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def run_recommend(
+    artifacts: Path | None,
+    out: Path,
+    *,
+    k: int,
+    filters: Filters,
+    clients_file: Path | None,
+    fmt: str | None,
+    batch_size: int = BATCH_CLIENTS,
+) -> BatchSummary:
+    """`wdrec recommend`: load and verify the artifacts as `wdrec serve` does, then write every client's
+    (or the listed clients') top k; the format follows --format, else the file's suffix, else Parquet."""
+    from app.core.config import load_settings
+
+    settings = load_settings(**({"artifacts_dir": artifacts} if artifacts else {}))
+    fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "parquet")
+    client_ids = read_client_ids(clients_file) if clients_file else None
+    # No ranking cache: each client is ranked once. max_k as the service has it, so k is bounded alike.
+    recommender = Recommender.load(settings.artifacts_dir, max_k=settings.max_k, cache_size=0)
+    rows = client_rows(recommender, client_ids, clients_file)
+    return write_recommendations(
+        recommender, out, k=k, filters=filters, rows=rows, fmt=fmt, batch_size=batch_size
+    )

@@ -1,0 +1,149 @@
+"""`wdrec recommend`: every client's top k in one file, identical to what GET /recommend answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from app.batch import BatchInputError, client_rows, read_client_ids, write_recommendations
+from app.errors import FilterConflictError
+from app.filters import Filters
+from app.recommender import Recommender
+from training.artifacts import ArtifactSet
+
+pytestmark = pytest.mark.slow  # needs the session's trained artifacts
+
+WDREC = Path(sys.executable).with_name("wdrec")
+
+
+@pytest.fixture(scope="module")
+def recommender(artifacts: ArtifactSet) -> Recommender:
+    return Recommender(artifacts, cache_size=0)
+
+
+def api_rows(client: TestClient, client_id: int, params: list[tuple[str, Any]]) -> list[tuple[Any, ...]]:
+    body = client.get(f"/recommend/{client_id}", params=params).json()
+    return [
+        (client_id, item["rank"], item["label"], item["clac1"], item["score"], item["bought_before"])
+        for item in body["recommendations"]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("filters", "params"),
+    [
+        (Filters(), []),
+        (Filters.of(exclude_bought=True, exclude_clac1=["__first__"]), [("exclude_bought", "true")]),
+    ],
+    ids=["plain", "filtered"],
+)
+def test_batch_file_holds_exactly_the_apis_rankings_for_every_client(
+    client: TestClient,
+    recommender: Recommender,
+    tmp_path: Path,
+    filters: Filters,
+    params: list[tuple[str, Any]],
+) -> None:
+    if filters.exclude_clac1:  # a real category of the loaded vocabulary
+        first = recommender.vocab.clac1[0]
+        filters = Filters.of(exclude_bought=True, exclude_clac1=[first])
+        params = [*params, ("exclude_clac1", first)]
+    out = tmp_path / "top.parquet"
+    # Batches of 7 and the API's own micro-batches group clients differently: rankings must not care.
+    summary = write_recommendations(recommender, out, k=10, filters=filters, batch_size=7)
+    table = pl.read_parquet(out)
+    assert table.columns == ["client_id", "rank", "label", "clac1", "score", "bought_before"]
+    assert summary.clients == recommender.n_clients and summary.rows == table.height
+    expected = [
+        row
+        for client_id in table["client_id"].unique(maintain_order=True).to_list()
+        for row in api_rows(client, client_id, [("k", 10), *params])
+    ]
+    assert table["client_id"].n_unique() == recommender.n_clients
+    # The same labels in the same order; scores equal to float32 rounding (a forward pass over a batch of
+    # another size may round the last bit differently: the API's own micro-batches do as well).
+    without_score = [(*row[:4], row[5]) for row in table.rows()]
+    assert without_score == [(*row[:4], row[5]) for row in expected]
+    assert table["score"].to_list() == pytest.approx([row[4] for row in expected], rel=1e-5, abs=1e-7)
+
+
+def test_batch_csv_has_the_same_rows_as_parquet(recommender: Recommender, tmp_path: Path) -> None:
+    rows = list(range(20))
+    write_recommendations(recommender, tmp_path / "top.parquet", k=3, rows=rows)
+    write_recommendations(recommender, tmp_path / "top.csv", k=3, rows=rows, fmt="csv")
+    parquet = pl.read_parquet(tmp_path / "top.parquet")
+    csv = pl.read_csv(tmp_path / "top.csv", schema=parquet.schema)
+    assert csv.height == 60 and csv.equals(parquet)
+
+
+def test_batch_gives_fewer_rows_when_the_filters_leave_fewer(
+    recommender: Recommender, tmp_path: Path
+) -> None:
+    vocab = recommender.vocab
+    small = min(range(len(vocab.clac1)), key=vocab.label_clac1.count)
+    size = vocab.label_clac1.count(small)
+    out = tmp_path / "small.parquet"
+    write_recommendations(
+        recommender, out, k=size + 3, rows=[0, 1], filters=Filters.of(clac1=[vocab.clac1[small]])
+    )
+    table = pl.read_parquet(out)
+    assert table.group_by("client_id").len()["len"].to_list() == [size, size]
+    assert set(table["clac1"]) == {vocab.clac1[small]}
+
+
+def test_clients_file_lists_clients_in_order_once(recommender: Recommender, tmp_path: Path) -> None:
+    ids = [recommender.client_id_at(row) for row in (5, 2, 9)]
+    listed = tmp_path / "clients.txt"
+    listed.write_text(f"CLNT_ID\n{ids[0]}\n\n{ids[1]}\n{ids[2]}\n{ids[0]}\n", encoding="utf-8")
+    rows = client_rows(recommender, read_client_ids(listed), listed)
+    out = tmp_path / "some.parquet"
+    write_recommendations(recommender, out, k=2, rows=rows)
+    assert pl.read_parquet(out)["client_id"].to_list() == [ids[0], ids[0], ids[1], ids[1], ids[2], ids[2]]
+
+
+def test_clients_file_errors_name_the_file_line_and_ids(recommender: Recommender, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1\n2\nabc\n", encoding="utf-8")
+    with pytest.raises(BatchInputError, match=r"bad.txt, line 3: not a client ID \(got 'abc'\)"):
+        read_client_ids(bad)
+    unknown = tmp_path / "unknown.txt"
+    unknown.write_text(f"{recommender.client_id_at(0)}\n-5\n-6\n", encoding="utf-8")
+    with pytest.raises(
+        BatchInputError, match=r"unknown.txt: 2 client ID\(s\) not in the artifacts' client table: -5, -6"
+    ):
+        client_rows(recommender, read_client_ids(unknown), unknown)
+
+
+def test_a_failed_run_leaves_the_old_file_and_no_partial_one(
+    recommender: Recommender, tmp_path: Path
+) -> None:
+    out = tmp_path / "top.parquet"
+    out.write_bytes(b"yesterday's file")
+    clac1 = recommender.vocab.clac1[0]
+    with pytest.raises(FilterConflictError):
+        write_recommendations(recommender, out, filters=Filters.of(clac1=[clac1], exclude_clac1=[clac1]))
+    # A failure after some batches were written: a row past the client table, in the third batch.
+    with pytest.raises(IndexError):
+        write_recommendations(recommender, out, rows=[0, 1, 2, 3, recommender.n_clients + 5], batch_size=2)
+    assert out.read_bytes() == b"yesterday's file"
+    assert [path.name for path in tmp_path.iterdir()] == ["top.parquet"]
+
+
+def test_wdrec_recommend_command_writes_csv_and_reports_bad_filters(
+    tiny_artifacts: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "campaign.csv"
+    command = [str(WDREC), "recommend", "--artifacts", str(tiny_artifacts), "--out", str(out), "--k", "3"]
+    done = subprocess.run([*command, "--exclude-bought"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table = pl.read_csv(out)
+    assert table.columns[:3] == ["client_id", "rank", "label"] and not table["bought_before"].any()
+    failed = subprocess.run([*command, "--clac1", "없는 분류"], capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2
+    assert "wdrec recommend: error: Unknown CLAC1 categories in clac1: 없는 분류" in failed.stderr
