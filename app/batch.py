@@ -1,9 +1,11 @@
 """Every client's top k in one file (`wdrec recommend`): the rankings GET /recommend answers, in batches.
 
 Each batch of clients goes through `Recommender.top` (the route's own path: the same features, forward pass,
-filters and top k), then becomes rows (client_id, rank, label, clac1, score, bought_before) appended to a
-Parquet or CSV file. Memory holds one batch at a time; the file is written under a temporary name beside
-the target and renamed over it only when complete, so a failed run leaves the old file (or none).
+filters and top k), then becomes rows (client_id, rank, label, clac1, score, bought_before; with --products
+N, one row per product of each label: product_rank, pd_c, product_name, brand, product_source,
+product_score) appended to a Parquet or CSV file. Memory holds one batch at a time; the file is written
+under a temporary name beside the target and renamed over it only when complete, so a failed run leaves the
+old file (or none).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tqdm import tqdm
 
 from app.errors import UnknownClientError
 from app.filters import NO_FILTERS, Filters
+from app.products import RankedProduct
 from app.recommender import Recommender, TopK
 from training.errors import WdrecError
 
@@ -44,6 +47,18 @@ SCHEMA = pa.schema(
         ("bought_before", pa.bool_()),
     ]
 )
+
+
+# With --products N: one row per (label, product); a label without products keeps one row with nulls here.
+PRODUCT_FIELDS = [
+    pa.field("product_rank", pa.int32()),
+    pa.field("pd_c", pa.int64()),
+    pa.field("product_name", pa.string()),
+    pa.field("brand", pa.string()),
+    pa.field("product_source", pa.string()),
+    pa.field("product_score", pa.float64()),
+]
+PRODUCT_SCHEMA = pa.schema([*SCHEMA, *PRODUCT_FIELDS])
 
 
 class BatchInputError(WdrecError):
@@ -115,22 +130,42 @@ def write_recommendations(
     rows: Sequence[int] | None = None,
     fmt: str = "parquet",
     batch_size: int = BATCH_CLIENTS,
+    products: int = 0,
+    exclude_bought_products: bool = False,
 ) -> BatchSummary:
-    """Write the top k of each client row (default: all) to `out` atomically; returns what was written."""
+    """Write the top k of each client row (default: all) to `out` atomically, each label with up to
+    `products` products as GET /recommend ranks them; returns what was written."""
     if fmt not in FORMATS:
         raise BatchInputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     recommender.check_k(k)
     recommender.label_filter(filters)  # a conflict or an unknown name stops the run before any work
+    recommender.label_products([], n=products)  # so do a bad count and a version without product tables
     rows = range(recommender.n_clients) if rows is None else rows
     labels = np.array(recommender.vocab.labels, dtype=object)
     clac1 = np.array(recommender.vocab.clac1, dtype=object)[recommender.vocab.label_clac1]
     started, written = time.perf_counter(), 0
-    with _atomic_writer(out, fmt) as writer, tqdm(total=len(rows), unit="client", desc="recommend") as bar:
+    schema = PRODUCT_SCHEMA if products else SCHEMA
+    with (
+        _atomic_writer(out, fmt, schema) as writer,
+        tqdm(total=len(rows), unit="client", desc="recommend") as bar,
+    ):
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             tops = recommender.top([recommender.row_query(row, filters) for row in batch])
             ids = [recommender.client_id_at(row) for row in batch]
             table = _table(ids, tops, k, labels=labels, clac1=clac1)
+            if products:
+                lists = [
+                    product_list
+                    for client_id, top in zip(ids, tops, strict=True)
+                    for product_list in recommender.label_products(
+                        recommender.ranked(top, k),
+                        n=products,
+                        client_id=client_id,
+                        exclude_bought=exclude_bought_products,
+                    )
+                ]
+                table = _with_products(table, lists)
             writer.write(table)
             written += table.num_rows
             bar.update(len(batch))
@@ -174,13 +209,33 @@ def _table(
     )
 
 
+def _with_products(table: pa.Table, lists: Sequence[Sequence[RankedProduct]]) -> pa.Table:
+    """`table`'s label rows, each repeated once per product of `lists[row]` with the product columns."""
+    take: list[int] = []
+    columns: list[list[object]] = [[] for _ in PRODUCT_FIELDS]
+    for row, products in enumerate(lists):
+        for rank, product in enumerate(products or [None], 1):
+            take.append(row)
+            values: tuple[object, ...] = (
+                (rank, product.pd_c, product.name, product.brand, product.source, product.score)
+                if product is not None
+                else (None,) * len(PRODUCT_FIELDS)
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+    expanded = table.take(pa.array(take, type=pa.int64()))
+    for field, column in zip(PRODUCT_FIELDS, columns, strict=True):
+        expanded = expanded.append_column(field, pa.array(column, type=field.type))
+    return expanded
+
+
 @contextmanager
-def _atomic_writer(out: Path, fmt: str) -> Iterator[_Writer]:
+def _atomic_writer(out: Path, fmt: str, schema: pa.Schema) -> Iterator[_Writer]:
     """A writer into a temporary file beside `out`, renamed over `out` only when the block completes."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
     writer: _Writer = (
-        pq.ParquetWriter(partial, SCHEMA) if fmt == "parquet" else pa_csv.CSVWriter(partial, SCHEMA)
+        pq.ParquetWriter(partial, schema) if fmt == "parquet" else pa_csv.CSVWriter(partial, schema)
     )
     try:
         yield writer
@@ -201,6 +256,8 @@ def run_recommend(
     clients_file: Path | None,
     fmt: str | None,
     batch_size: int = BATCH_CLIENTS,
+    products: int = 0,
+    exclude_bought_products: bool = False,
 ) -> BatchSummary:
     """`wdrec recommend`: load and verify the artifacts as `wdrec serve` does, then write every client's
     (or the listed clients') top k; the format follows --format, else the file's suffix, else Parquet."""
@@ -213,5 +270,13 @@ def run_recommend(
     recommender = Recommender.load(settings.artifacts_dir, max_k=settings.max_k, cache_size=0)
     rows = client_rows(recommender, client_ids, clients_file)
     return write_recommendations(
-        recommender, out, k=k, filters=filters, rows=rows, fmt=fmt, batch_size=batch_size
+        recommender,
+        out,
+        k=k,
+        filters=filters,
+        rows=rows,
+        fmt=fmt,
+        batch_size=batch_size,
+        products=products,
+        exclude_bought_products=exclude_bought_products,
     )

@@ -72,6 +72,8 @@ def _recommend(args: argparse.Namespace) -> None:
         clients_file=args.clients,
         fmt=args.format,
         batch_size=args.batch_size,
+        products=args.products,
+        exclude_bought_products=args.exclude_bought_products,
     )
 
 
@@ -179,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rec.add_argument("--exclude", action="append", metavar="LABEL", help="not this label; repeatable")
     rec.add_argument("--batch-size", type=int, default=256, help="clients per forward pass (default 256)")
+    rec.add_argument(
+        "--products", type=int, default=0, help="products per label, 0..20: one row per product (default 0)"
+    )
+    rec.add_argument(
+        "--exclude-bought-products", action="store_true", help="leave the client's own products out"
+    )
     rec.set_defaults(handler=_recommend)
 
     cj = sub.add_parser(
