@@ -137,6 +137,10 @@ def write_recommendations(
     `products` products as GET /recommend ranks them; returns what was written."""
     if fmt not in FORMATS:
         raise BatchInputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if batch_size < 1:
+        raise BatchInputError(f"the batch size must be at least 1 (got {batch_size})")
+    if out.is_dir():
+        raise BatchInputError(f"{out} is a folder; expected the path of the file to write")
     recommender.check_k(k)
     recommender.label_filter(filters)  # a conflict or an unknown name stops the run before any work
     recommender.label_products([], n=products)  # so do a bad count and a version without product tables

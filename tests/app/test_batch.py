@@ -135,6 +135,18 @@ def test_a_failed_run_leaves_the_old_file_and_no_partial_one(
     assert [path.name for path in tmp_path.iterdir()] == ["top.parquet"]
 
 
+def test_unusable_output_options_are_refused_before_any_work(
+    recommender: Recommender, tmp_path: Path
+) -> None:
+    with pytest.raises(BatchInputError, match="is a folder"):
+        write_recommendations(recommender, tmp_path)
+    with pytest.raises(BatchInputError, match="batch size must be at least 1"):
+        write_recommendations(recommender, tmp_path / "top.parquet", batch_size=0)
+    with pytest.raises(BatchInputError, match="unknown format 'xlsx'"):
+        write_recommendations(recommender, tmp_path / "top.xlsx", fmt="xlsx")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_wdrec_recommend_command_writes_csv_and_reports_bad_filters(
     tiny_artifacts: Path, tmp_path: Path
 ) -> None:
