@@ -204,7 +204,13 @@ class ModelCard(BaseModel):
     model_method: str = Field(description="the model's key in `metrics`; the other keys are baselines")
     n_labels: int
     n_clients: int
-    metrics: dict[str, Any] = Field(description="{split: {method: {metric: value}}}, model vs baselines")
+    metrics: dict[str, Any] = Field(
+        description="{split: {method: {metric: value}}}: the model, its ablations and every baseline"
+    )
+    card: dict[str, Any] = Field(
+        description="per split, the best baseline and the model's paired per-client difference of NDCG@10 "
+        "to it (mean, se, z, ratio); where training started and whether the start was kept"
+    )
     funnel: list[dict[str, Any]] = Field(
         description="rows, sessions and clients after each preprocessing rule"
     )
@@ -222,7 +228,9 @@ class Ready(BaseModel):
     version: str
 
 
-MODEL_METHOD = "W&D"  # the model's key in metadata["metrics"][split]; the others are baselines
+def model_method(metadata: dict[str, Any]) -> str:
+    """The exported model's key in metadata["metrics"][split] (the others: ablations and baselines)."""
+    return str(metadata["card"]["model"])
 
 
 def trained_on(metadata: dict[str, Any]) -> TrainedOn:
@@ -237,7 +245,7 @@ def trained_on(metadata: dict[str, Any]) -> TrainedOn:
 
 def model_info(metadata: dict[str, Any]) -> ModelInfo:
     """The short model description attached to every ranking (GET /model has every metric)."""
-    test_metrics = metadata.get("metrics", {}).get("test", {}).get(MODEL_METHOD, {})
+    test_metrics = metadata.get("metrics", {}).get("test", {}).get(model_method(metadata), {})
     return ModelInfo(
         version=str(metadata["version"]),
         created_at=str(metadata["created_at"]),

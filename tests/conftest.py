@@ -8,14 +8,14 @@ import pytest
 
 # Seconds, not minutes: a few epochs of a narrow model; enough to rank better than chance.
 TINY_TRAINING = (
-    "max_epochs=2",
+    "optim.max_epochs=2",
     "ablations=false",
-    "hidden=[16]",
-    "d2v_epochs=5",
-    "d2v_vector_size=8",
-    "d2v_infer_epochs=5",
-    "label_emb_dim=8",
-    "copurchase_rank=8",
+    "model.hidden=[16]",
+    "doc2vec.epochs=5",
+    "doc2vec.vector_size=8",
+    "doc2vec.infer_epochs=5",
+    "model.label_emb_dim=8",
+    "model.copurchase_rank=8",
     "threads=1",
 )
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from training.config import presets
 from training.errors import WdrecError
 
 Handler = Callable[[argparse.Namespace], None]
@@ -37,6 +38,7 @@ def _train(args: argparse.Namespace) -> None:
         args.artifacts,
         config_file=args.config,
         overrides=args.set or [],
+        preset=args.preset,
         profile=args.profile,
         encoding=args.encoding,
     )
@@ -131,9 +133,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--artifacts", type=Path, default=Path("artifacts"), help="artifacts root (default artifacts)"
     )
-    train.add_argument("--config", type=Path, default=None, help="training config file (JSON)")
     train.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override one config value; repeatable"
+        "--preset",
+        choices=presets(),
+        default=None,
+        help="a named settings file of training/presets/, applied before --config and --set "
+        "(long-histories: clients with dozens of sessions, e.g. completejourney-all)",
+    )
+    train.add_argument(
+        "--config", type=Path, default=None, help="training config file (JSON, nested like metadata's)"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. model.dropout=0.3 or optim.loss=bce; repeatable",
     )
     _add_data_options(train)
     train.set_defaults(handler=_train)

@@ -1,161 +1,224 @@
-"""The training configuration: one dataclass, loaded from a JSON file plus `KEY=VALUE` overrides."""
+"""The training configuration: nested pydantic models, read from a JSON file, a named preset and overrides.
+
+`wdrec train` starts from the defaults below (the recipe chosen on validation, see results/), then applies
+`--preset NAME` (training/presets/NAME.json), then `--config FILE`, then each `--set section.key=value`.
+Every value is checked by pydantic: ranges, choices, and the cross-field rules in `TrainConfig`.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from training.errors import ConfigError
 
-MODES = ("wide_deep", "wide", "deep")
-LOSSES = ("bce", "softmax", "lambda")
+PRESETS_DIR = Path(__file__).parent / "presets"
+Mode = Literal["wide_deep", "wide", "deep"]
+Loss = Literal["bce", "softmax", "lambda"]
+StartBaseline = Literal["auto", "none", "G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN"]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every knob of `wdrec train`; the defaults train the default generated set in minutes on 2 cores."""
+class Section(BaseModel):
+    """A config section: frozen, unknown keys refused."""
 
-    seed: int = 42  # seeds numpy, torch and gensim: same data + config -> same metrics
-    threads: int = 1  # torch intra-op threads, 0 = os.cpu_count(). Ops here are small (batch x labels), and
-    # on a busy 2-core machine 2 threads ran an epoch 7x slower than 1 (36 s vs 5 s): threads spin-wait
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # Features
-    max_sessions: int = 10  # S: the seed keeps each client's 10 most recent sessions
-    max_labels: int = 32  # L: distinct CLAC3 labels kept per session; real baskets rarely hold more
 
-    # Doc2Vec
-    d2v_dm: int = 0  # 0 = PV-DBOW. Measured on the default set (deep-only model, valid NDCG@10): PV-DM 0.265,
+class DataConfig(Section):
+    """What the model sees of each history, and which targets it trains on."""
+
+    max_sessions: int = Field(10, gt=0)  # S: the seed keeps each client's 10 most recent sessions
+    max_labels: int = Field(128, gt=0)  # L: distinct CLAC3 labels kept per session; 32 cut 8% of The
+    # Complete Journey's baskets, 128 none (a slot costs memory only where baskets are that large)
+    train_targets_per_client: int | None = Field(None, gt=0)  # each client's newest N training targets;
+    # None = all. Long histories have dozens of targets per client, and old ones say least about the next
+
+
+class Doc2VecConfig(Section):
+    """gensim Doc2Vec over sessions as documents of CLAC3 names (training/doc2vec.py)."""
+
+    dm: Literal[0, 1] = 0  # PV-DBOW. On the default set (deep-only model, valid NDCG@10): PV-DM 0.265,
     # PV-DBOW 0.263, a tie, but PV-DM's training + inference took 2.7x longer (65 s vs 24 s)
-    d2v_vector_size: int = 32  # small: the wide part carries the repeats, the vector only the "taste"
-    d2v_epochs: int = 20  # gensim's usual 10-20; sessions are short documents
-    d2v_window: int = 5  # only PV-DM uses it; a basket has no word order anyway
-    d2v_negative: int = 5  # negative sampling, gensim's default
-    d2v_infer_epochs: int = 20  # fixed, so inference is reproducible and as converged as training
+    vector_size: int = Field(32, gt=0)  # small: the wide part carries the repeats, the vector the "taste"
+    epochs: int = Field(20, gt=0)  # gensim's usual 10-20; sessions are short documents
+    window: int = Field(5, gt=0)  # only PV-DM uses it; a basket has no word order anyway
+    negative: int = Field(5, ge=0)  # negative sampling, gensim's default
+    infer_epochs: int = Field(20, gt=0)  # fixed, so inference is reproducible and as converged as training
 
-    # Model
-    mode: str = "wide_deep"  # one of MODES; "wide" and "deep" are the ablations
+
+class ModelConfig(Section):
+    """The Wide & Deep network (training/model.py)."""
+
+    mode: Mode = "wide_deep"  # "wide" and "deep" are the ablations
     hidden: tuple[int, ...] = (512, 256, 128, 64)  # the seed's MLP
-    dropout: float = 0.5  # valid NDCG@10 0.270 vs 0.268 at the seed's 0.3 (keep probability 0.7)
-    demo_dim: int = 8  # gender and age embeddings: a handful of codes each
-    label_emb_dim: int = 32  # mean label embedding of the history fed to the deep part; 0 = off
-    cross_rank: int = 8  # rank of the cross weights (CLAC1 x gender x age, CLAC1 pair x age): dense ones
-    # (G*A*C or C*C*A rows by N labels) overfit ~8k training targets within two epochs
-    copurchase_rank: int = 32  # rank of the label -> label co-purchase map
-    repeat_init: float = 0.0  # start value of the shared weight of log1p(own count): > 0 starts the wide
-    # part at P-Pop's order (the G-Pop bias breaks ties); The Complete Journey cap10: 2.0 gave valid NDCG@10
-    # 0.2863 vs 0.2818 from 0 (results/completejourney.md)
-    neighbours: int = 0  # k of the in-graph user-KNN feature (0 = off): the k training clients whose
-    # decayed history vectors are most cosine-similar vote for labels, as in TIFU-KNN (Hu et al., 2020)
-    neighbour_decay: float = 0.9  # per-session decay of those history vectors
-    neighbour_init: float = 1.0  # start value of the neighbour feature's shared wide weight
-    tifu_group_size: int = 0  # TIFU-KNN in the wide part (0 = off): its own-history vector as a feature and
-    # its neighbour rule for the neighbour feature (k = `neighbours`), with its group size, within-group
-    # and across-group decays (training/knn_baselines.py). On, the model starts exactly at TIFU-KNN's
-    # ranking (every other part from 0) and validation also scores that start as "epoch 0"
-    tifu_within: float = 1.0
-    tifu_across: float = 1.0
-    tifu_alpha: float = 0.5  # TIFU-KNN's own-vs-neighbours mix: weights start at scale * (alpha, 1 - alpha)
-    tifu_scale: float = 10.0  # the TIFU start's logit scale (matters to the softmax and lambda losses)
-    rest_lr_scale: float = 1.0  # with the TIFU start: the learning rate of every weight but TIFU's, times lr
-    bias_init: float = 1.0  # the output bias starts at this times each label's G-Pop log-odds: with
-    # neighbours, 0 lets the neighbours' personal popularity replace the global one (see completejourney.md)
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)  # valid NDCG@10 0.270 vs 0.268 at the seed's 0.3
+    demo_dim: int = Field(8, gt=0)  # gender and age embeddings: a handful of codes each
+    label_emb_dim: int = Field(32, ge=0)  # mean label embedding of the history in the deep part; 0 = off
+    cross_rank: int = Field(8, gt=0)  # rank of the cross weights (CLAC1 x gender x age, CLAC1 pair x age):
+    # dense ones (G*A*C or C*C*A rows by N labels) overfit ~8k training targets within two epochs
+    copurchase_rank: int = Field(32, gt=0)  # rank of the label -> label co-purchase map
 
-    # Optimisation
-    loss: str = "bce"  # one of LOSSES: "bce" per label (the seed), "softmax" listwise over labels
-    lr: float = 1e-3  # AdamW; 3e-3 overfits by epoch 3, the seed's 1e-4 needs hundreds of epochs
-    weight_decay: float = 1e-4  # AdamW's decoupled decay; mild, the wide part is sparse
-    batch_size: int = 256  # the seed's
-    max_epochs: int = 30  # an upper bound: early stopping ends runs well before
-    patience: int = 3  # epochs without a better valid NDCG@10 before stopping
-    ablations: bool = True  # also train wide-only and deep-only models for the report
+    @field_validator("hidden")
+    @classmethod
+    def _hidden_positive(cls, hidden: tuple[int, ...]) -> tuple[int, ...]:
+        if not hidden or any(size <= 0 for size in hidden):
+            raise ValueError("must list one or more positive layer sizes")
+        return hidden
 
-    def __post_init__(self) -> None:
-        _check_choice("mode", self.mode, MODES)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("d2v_dm", self.d2v_dm, (0, 1))
-        positive = ("max_sessions", "max_labels", "d2v_vector_size", "d2v_epochs", "d2v_infer_epochs")
-        for name in (*positive, "batch_size", "max_epochs", "patience", "lr"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"config {name} must be > 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"config dropout must be in [0, 1), got {self.dropout!r}")
-        if self.neighbours < 0 or not 0.0 < self.neighbour_decay <= 1.0:
-            raise ConfigError("config neighbours must be >= 0 and neighbour_decay in (0, 1]")
-        if self.tifu_group_size < 0 or not (0.0 < self.tifu_within <= 1.0 and 0.0 < self.tifu_across <= 1.0):
-            raise ConfigError("config tifu_group_size must be >= 0 and tifu_within, tifu_across in (0, 1]")
-        if not 0.0 <= self.tifu_alpha <= 1.0 or self.rest_lr_scale < 0:
-            raise ConfigError("config tifu_alpha must be in [0, 1] and rest_lr_scale >= 0")
-        if self.threads < 0 or any(h <= 0 for h in self.hidden):
-            raise ConfigError("config threads must be >= 0 and every hidden size > 0")
+
+class StartConfig(Section):
+    """Where the wide part starts: at a baseline's ranking, computed inside the graph (training/start.py)."""
+
+    baseline: StartBaseline = "auto"  # "auto": the baseline with the best validation NDCG@10; "none":
+    # every weight from its usual init. On The Complete Journey, training from scratch stayed below
+    # P-Pop; started at TIFU-KNN it ends above it (results/completejourney.md)
+    neighbour_pool: int = Field(4096, gt=0)  # at most this many clients' history vectors in the graph
+    # (a seeded sample beyond): a request's neighbour search costs pool x labels, whatever the client count
+
+
+class OptimConfig(Section):
+    """The training loop (training/train.py)."""
+
+    loss: Loss = "lambda"  # LambdaRank over each row's top 50: the BCE and softmax losses drifted away
+    # from the start on The Complete Journey; "bce" per label is the seed's
+    lr: float = Field(1e-2, gt=0.0)  # AdamW, for the start's weights (all weights without a start)
+    rest_lr_scale: float = Field(1e-3, gt=0.0, le=1.0)  # with a start: every other weight learns at
+    # lr x this. Adam moves each weight by about lr a step whatever its fan-in, so at the same rate the deep
+    # output layer drowned the start (valid NDCG@10 0.2941 -> 0.2959 at 1e-3, 0.2941 kept at 1e-2)
+    weight_decay: float = Field(1e-4, ge=0.0)  # AdamW's decoupled decay; mild, the wide part is sparse
+    batch_size: int = Field(256, gt=0)  # the seed's
+    max_epochs: int = Field(30, gt=0)  # an upper bound: early stopping ends runs well before
+    patience: int = Field(3, gt=0)  # epochs without a better valid NDCG@10 before stopping
+
+
+class TrainConfig(Section):
+    """Every knob of `wdrec train`; the defaults are the recipe chosen on validation (README, results/)."""
+
+    seed: int = 42  # seeds numpy, torch and gensim: same data + config -> same metrics (README: Determinism)
+    threads: int = Field(1, ge=0)  # torch intra-op threads, 0 = os.cpu_count(). Ops here are small, and on
+    # a busy 2-core machine 2 threads ran an epoch 7x slower than 1 (36 s vs 5 s): threads spin-wait
+    ablations: bool = True  # also train the other two modes (wide-only, deep-only) for the model card
+    data: DataConfig = DataConfig()
+    doc2vec: Doc2VecConfig = Doc2VecConfig()
+    model: ModelConfig = ModelConfig()
+    start: StartConfig = StartConfig()
+    optim: OptimConfig = OptimConfig()
+
+    @model_validator(mode="after")
+    def _start_needs_wide(self) -> TrainConfig:
+        if self.start.baseline != "none" and self.model.mode == "deep":
+            raise ValueError(
+                "start.baseline starts the wide part, which model.mode 'deep' drops: set start.baseline=none"
+            )
+        if self.start.baseline == "none" and self.optim.rest_lr_scale != 1.0:
+            raise ValueError(
+                "optim.rest_lr_scale slows every weight but the start's, and start.baseline is 'none': "
+                "set optim.rest_lr_scale=1"
+            )
+        return self
 
     @property
     def torch_threads(self) -> int:
         return self.threads or os.cpu_count() or 1
 
+    @property
+    def method_name(self) -> str:
+        """The trained model's name in metrics and on the model card."""
+        return method_name(self.model.mode)
+
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump(mode="json")
 
-    def replace(self, **changes: Any) -> TrainConfig:
-        return dataclasses.replace(self, **changes)
-
-
-def _check_choice(name: str, value: object, choices: tuple[object, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"config {name} must be one of {', '.join(map(str, choices))}, got {value!r}")
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Check `value` against the type of field `name`; ints are accepted for floats, lists for tuples."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    if name not in fields:
-        raise ConfigError(f"unknown config key {name!r}; known: {', '.join(sorted(fields))}")
-    default = fields[name].default
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, tuple):
-        ok = isinstance(value, list | tuple) and all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value
-        )
-        value = tuple(value) if ok else value
-    else:
-        ok = isinstance(value, str)
-    if not ok:
-        raise ConfigError(f"config {name} expects {type(default).__name__}, got {value!r}")
-    return value
+    def with_mode(self, mode: Mode) -> TrainConfig:
+        """This config for another mode (an ablation); a deep-only model has no wide part to start."""
+        start = self.start if mode != "deep" else self.start.model_copy(update={"baseline": "none"})
+        optim = self.optim if mode != "deep" else self.optim.model_copy(update={"rest_lr_scale": 1.0})
+        model = self.model.model_copy(update={"mode": mode})
+        return self.model_copy(update={"model": model, "start": start, "optim": optim})
 
 
-def _parse_override(item: str) -> tuple[str, Any]:
-    """`KEY=VALUE`: VALUE is read as JSON (numbers, true/false, [lists]) and otherwise as a bare string."""
+MODE_NAMES: dict[str, str] = {"wide_deep": "Wide & Deep", "wide": "wide-only", "deep": "deep-only"}
+
+
+def method_name(mode: str) -> str:
+    return MODE_NAMES[mode]
+
+
+def presets() -> list[str]:
+    """The names of the preset files shipped in training/presets/."""
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.json"))
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{what} {path} must hold a JSON object")
+    return loaded
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    """`section.key=VALUE`: VALUE is read as JSON (numbers, true/false, null, [lists]), else as a string."""
     key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {item!r} is not KEY=VALUE")
+    path = [part.strip() for part in key.split(".")]
+    if not sep or not all(path):
+        raise ConfigError(f"override {item!r} is not section.key=VALUE (e.g. model.dropout=0.3)")
     try:
         value = json.loads(raw)
     except json.JSONDecodeError:
         value = raw
-    return key.strip(), value
+    return path, value
 
 
-def load_config(config_file: Path | None = None, overrides: Iterable[str] = ()) -> TrainConfig:
-    """The defaults, updated by `config_file` (a JSON object) and then by each `KEY=VALUE` override."""
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `update` merged in, section by section."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _nested(path: list[str], value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {path[-1]: value}
+    for key in reversed(path[:-1]):
+        out = {key: out}
+    return out
+
+
+def _describe(error: ValidationError) -> str:
+    """One line: the dotted key, what is wrong, and the value given (for a single key's error)."""
+    first = error.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if not first["loc"]:
+        return f"config: {message}"
+    where = ".".join(str(part) for part in first["loc"])
+    return f"config {where}: {message} (got {first['input']!r})"
+
+
+def load_config(
+    config_file: Path | None = None, overrides: Iterable[str] = (), *, preset: str | None = None
+) -> TrainConfig:
+    """The defaults, updated by the preset, then `config_file`, then each `section.key=VALUE` override."""
     values: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in presets():
+            raise ConfigError(f"unknown preset {preset!r}; known: {', '.join(presets()) or 'none'}")
+        values = _merge(values, _read_json(PRESETS_DIR / f"{preset}.json", "preset"))
     if config_file is not None:
-        try:
-            loaded = json.loads(Path(config_file).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read config file {config_file}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {config_file} must hold a JSON object")
-        values.update(loaded)
-    values.update(_parse_override(item) for item in overrides)
-    return TrainConfig(**{name: _coerce(name, value) for name, value in values.items()})
+        values = _merge(values, _read_json(config_file, "config file"))
+    for item in overrides:
+        values = _merge(values, _nested(*_parse_override(item)))
+    try:
+        return TrainConfig.model_validate(values)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc

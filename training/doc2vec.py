@@ -31,19 +31,19 @@ def train_doc2vec(sessions: Sequence[Sequence[int]], labels: Sequence[str], conf
     """
     documents = [TaggedDocument([labels[i] for i in session], [n]) for n, session in enumerate(sessions)]
     model = Doc2Vec(
-        vector_size=config.d2v_vector_size,
-        dm=config.d2v_dm,
-        window=config.d2v_window,
-        negative=config.d2v_negative,
+        vector_size=config.doc2vec.vector_size,
+        dm=config.doc2vec.dm,
+        window=config.doc2vec.window,
+        negative=config.doc2vec.negative,
         min_count=1,  # every label is a real category; rare ones still deserve a word vector
         sample=0,  # no down-sampling: frequent labels are the re-purchases we care about
-        epochs=config.d2v_epochs,
+        epochs=config.doc2vec.epochs,
         workers=1,
         seed=config.seed,
     )
     model.build_vocab(documents)
     model.train(documents, total_examples=len(documents), epochs=model.epochs)
-    log.info("doc2vec: %d documents, %d words, dm=%d", len(documents), len(model.wv), config.d2v_dm)
+    log.info("doc2vec: %d documents, %d words, dm=%d", len(documents), len(model.wv), config.doc2vec.dm)
     return model
 
 

@@ -1,16 +1,18 @@
-"""Model vs baselines vs ablations on the validation and test targets -> metrics, table, report files.
+"""Models and baselines on the validation and test targets -> metric tables, the model card, report files.
+
+Every method is evaluated the same way, from its score matrix [E, N]: the ranking metrics of its top k,
+the repeat / explore split and the "new to you" ranking (its scores with the history's labels removed),
+NDCG@10 by history length, and the per-client paired difference of NDCG@10 to the best baseline.
 
 `wdrec evaluate` (`run_evaluate`) recomputes the current version's figures from the artifacts alone:
-clients.parquet holds every kept session, so the split (test = last, valid = second to last) and the
-baselines' statistics (sessions before valid) are rebuilt exactly as training built them.
+clients.parquet holds every kept session, so the split and the baselines are rebuilt as training built them.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,84 +20,134 @@ import matplotlib
 import numpy as np
 import torch
 
-from training.baselines import Baseline, fit_baselines
-from training.features import ClientRecord, Examples, ModelInputs, history_before_valid, split_examples
-from training.metrics import KS, ndcg_at_k, paired_difference, per_user, ranking_report
+from training.features import Examples, ModelInputs
+from training.metrics import (
+    KS,
+    ndcg_at_k,
+    ndcg_by_history_length,
+    paired_difference,
+    per_user,
+    ranking_report,
+    repeat_explore_report,
+    top_k,
+)
 
 matplotlib.use("Agg")  # files only, never a display
 
 MetricTable = dict[str, dict[str, float]]  # method -> metric -> value
-TABLE_COLUMNS = (
-    "ndcg@10",
-    "recall@10",
-    "hit_rate@10",
-    "precision@10",
-    "map@10",
-    "ndcg@20",
-    "coverage@10",
-    "ndcg@10_minus_first",
-    "ndcg@10_minus_first_se",
-)
+MAIN_COLUMNS = ("ndcg@10", "recall@10", "hit_rate@10", "map@10", "ndcg@20", "coverage@10")
+PAIRED_COLUMNS = ("ndcg@10_minus_best_baseline", "ndcg@10_minus_best_baseline_se")
+SPLIT_COLUMNS = ("recall_rep@10", "recall_expl@10", "repeat_share@10", "truth_repeat_share",
+                 "new_ndcg@10", "new_recall@10")  # fmt: skip
 BATCH = 1024
 
 
-def top_k(scores: np.ndarray | torch.Tensor, k: int) -> list[list[int]]:
-    """Ids of the k highest scores per row, best first (ties: lower id first, so runs are reproducible)."""
-    values = torch.as_tensor(scores, dtype=torch.float64)
-    order = torch.sort(values, dim=1, descending=True, stable=True).indices[:, :k]
-    return [list(map(int, row)) for row in order.tolist()]
-
-
-def model_rankings(model: torch.nn.Module, inputs: ModelInputs, k: int) -> list[list[int]]:
-    """Top-k label ids of the model for every example of `inputs`, scored in batches."""
+def model_scores(
+    model: torch.nn.Module, inputs: ModelInputs, exclude: torch.Tensor | None = None
+) -> np.ndarray:
+    """float32 [E, N] logits of an eager or TorchScript model, in batches; `exclude` [E] is each example's
+    own neighbour-pool row (evaluation, like TIFU-KNN, never lets a client be its own neighbour)."""
     model.eval()
-    rankings: list[list[int]] = []
+    out = []
     with torch.inference_mode():
         for start in range(0, inputs.hist.shape[0], BATCH):
-            batch = [t[start : start + BATCH] for t in inputs if t is not None]
-            # An exported model of an older version takes four inputs: pass `exclude` only when there is one.
-            rankings += top_k(model(batch[0].long(), *batch[1:]), k)
-    return rankings
+            hist, gender, age, doc_vec = (t[start : start + BATCH] for t in inputs)
+            own = None if exclude is None else exclude[start : start + BATCH]
+            features = model.features(hist.long(), gender, age, own)  # type: ignore[operator]
+            out.append(model.logits(features, gender, age, doc_vec).numpy())  # type: ignore[operator]
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def baseline_rankings(
-    baseline: Baseline, histories: Sequence[Sequence[Sequence[int]]], k: int
-) -> list[list[int]]:
-    return [
-        r for s in range(0, len(histories), BATCH) for r in top_k(baseline.score(histories[s : s + BATCH]), k)
-    ]
+def bought_labels(examples: Examples) -> list[set[int]]:
+    """The labels of each example's history."""
+    return [{label for session in history for label in session} for history in examples.histories]
 
 
-def evaluate_methods(
-    rankers: Mapping[str, Callable[[], list[list[int]]]], examples: Examples, n_labels: int
+def without_bought(scores: np.ndarray, bought: Sequence[Collection[int]]) -> np.ndarray:
+    """A copy of `scores` with every history label at -inf: the "new to you" ranking's scores."""
+    masked = np.array(scores, dtype=np.float64)
+    rows = [b for b, labels in enumerate(bought) for _ in labels]
+    masked[rows, [label for labels in bought for label in labels]] = -np.inf
+    return masked
+
+
+def evaluate_scores(
+    scores: Mapping[str, np.ndarray], examples: Examples, n_labels: int, *, baselines: Sequence[str]
 ) -> MetricTable:
-    """Each method's `ranking_report` on `examples` (every target counts: nothing is excluded), plus
-    "ndcg@10_minus_first" and its "_se": the per-user paired difference to the first method."""
+    """Every method's metrics on `examples`, plus its per-client paired difference of NDCG@10 to the best
+    of `baselines` (by NDCG@10 on these examples) and that difference's standard error."""
     truths = [set(t) for t in examples.targets]
-    rankings = {name: rank() for name, rank in rankers.items()}
-    table = {name: ranking_report(r, truths, n_labels, KS) for name, r in rankings.items()}
-    first = per_user(ndcg_at_k, next(iter(rankings.values())), truths, 10) if rankings else []
-    for name, ranked in rankings.items():
-        diff, se = paired_difference(per_user(ndcg_at_k, ranked, truths, 10), first)
-        table[name].update({"ndcg@10_minus_first": diff, "ndcg@10_minus_first_se": se})
+    bought = bought_labels(examples)
+    lengths = [len(h) for h in examples.histories]
+    table: MetricTable = {}
+    ndcg: dict[str, list[float]] = {}
+    for name, matrix in scores.items():
+        ranked = top_k(matrix, max(KS))
+        new = top_k(without_bought(matrix, bought), 10)
+        table[name] = ranking_report(ranked, truths, n_labels, KS)
+        table[name].update(repeat_explore_report(ranked, new, truths, bought, 10))
+        table[name].update(ndcg_by_history_length(ranked, truths, lengths, 10))
+        ndcg[name] = per_user(ndcg_at_k, ranked, truths, 10)
+    best = best_baseline(table, baselines)
+    for name in table:
+        diff, se = paired_difference(ndcg[name], ndcg[best])
+        table[name].update({PAIRED_COLUMNS[0]: diff, PAIRED_COLUMNS[1]: se})
     return table
 
 
-def baseline_rankers(
-    records: Sequence[ClientRecord], examples: Examples, n_labels: int
-) -> dict[str, Callable[[], list[list[int]]]]:
-    """G-Pop, P-Pop, ... fitted on the sessions before valid, ranking the labels of `examples`."""
-    baselines = fit_baselines([history_before_valid(r) for r in records], n_labels)
-    return {b.name: functools.partial(baseline_rankings, b, examples.histories, max(KS)) for b in baselines}
+def best_baseline(table: MetricTable, baselines: Sequence[str]) -> str:
+    """The baseline with the highest NDCG@10 in `table` (the first one listed on a tie)."""
+    return max(baselines, key=lambda name: table[name]["ndcg@10"])
 
 
-def format_table(table: MetricTable, columns: Sequence[str] = TABLE_COLUMNS) -> str:
-    """A Markdown table: one row per method, the given metric columns."""
+def model_card(
+    metrics: Mapping[str, MetricTable], *, model: str, baselines: Sequence[str], start: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The summary a reader checks first: per split, the best baseline and the model's paired difference
+    of NDCG@10 to it (mean, standard error, z, ratio of the means); and where training started."""
+    paired = {}
+    for split, table in metrics.items():
+        best = best_baseline(table, baselines)
+        mean, se = (table[model][c] for c in PAIRED_COLUMNS)
+        paired[split] = {
+            "versus": best,
+            "mean": mean,
+            "se": se,
+            "z": mean / se if se > 0 else 0.0,
+            "ratio": table[model]["ndcg@10"] / max(table[best]["ndcg@10"], 1e-12),
+        }
+    return {"model": model, "baselines": list(baselines), "paired_ndcg@10": paired, "start": dict(start)}
+
+
+def format_table(table: MetricTable, columns: Sequence[str]) -> str:
+    """A Markdown table: one row per method, the given metric columns (blank where a method lacks one)."""
     lines = ["| method | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    lines += [
-        f"| {m} | " + " | ".join(f"{v.get(c, float('nan')):.4f}" for c in columns) + " |"
-        for m, v in table.items()
-    ]
+    for method, values in table.items():
+        cells = [f"{values[c]:.4f}" if c in values else "" for c in columns]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def history_columns(table: MetricTable) -> list[str]:
+    return sorted({c for values in table.values() for c in values if "_hist_" in c},
+                  key=lambda c: int(c.rsplit("_", 1)[1].split("-")[0].rstrip("+")))  # fmt: skip
+
+
+def card_text(card: Mapping[str, Any]) -> str:
+    """The model card's verdict lines."""
+    lines = []
+    for split, p in card["paired_ndcg@10"].items():
+        lines.append(
+            f"- {split}: {card['model']} minus {p['versus']} (the best baseline), NDCG@10 per client: "
+            f"{p['mean']:+.4f} ± {p['se']:.4f} (z = {p['z']:.2f}, ratio {p['ratio']:.3f})"
+        )
+    start = card["start"]
+    if start.get("baseline"):
+        kept = "kept: training found nothing better on validation" if start.get("kept") else "trained on"
+        lines.append(
+            f"- the wide part started at {start['baseline']}'s ranking (validation NDCG@10 "
+            f"{start.get('valid_ndcg@10', float('nan')):.4f}); {kept}"
+        )
     return "\n".join(lines)
 
 
@@ -116,40 +168,57 @@ def plot_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], path: Path)
     plt.close(fig)
 
 
-def write_report(out_dir: Path, metrics: Mapping[str, MetricTable], *, summary: Mapping[str, Any]) -> None:
-    """metrics.json, report.md (tables + `summary` facts) and curves.png (from summary["curves"])."""
+def report_text(metrics: Mapping[str, MetricTable], card: Mapping[str, Any]) -> str:
+    """The Markdown tables of every split: main metrics, repeat / explore, NDCG@10 by history length."""
+    parts = [card_text(card)]
+    for split, table in metrics.items():
+        parts += [
+            f"## {split}",
+            format_table(table, MAIN_COLUMNS + PAIRED_COLUMNS),
+            f'### {split}: repeat / explore (Li et al., TOIS 2023) and the "new to you" ranking',
+            format_table(table, SPLIT_COLUMNS),
+            f"### {split}: NDCG@10 by history length (sessions before the target)",
+            format_table(table, history_columns(table)),
+        ]
+    return "\n\n".join(parts)
+
+
+def write_report(
+    out_dir: Path, metrics: Mapping[str, MetricTable], *, card: Mapping[str, Any], summary: Mapping[str, Any]
+) -> None:
+    """metrics.json, report.md (card, tables, `summary` facts) and curves.png (from summary["curves"])."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     plot_curves(summary.get("curves", {}), out_dir / "curves.png")
     facts = "\n".join(f"- {key}: {value}" for key, value in summary.items() if key != "curves")
-    sections = [f"## {split}\n\n{format_table(table)}" for split, table in metrics.items()]
-    text = "# Wide & Deep training report\n\n" + facts + "\n\n" + "\n\n".join(sections)
+    text = "# Wide & Deep training report\n\n" + facts + "\n\n" + report_text(metrics, card)
     (out_dir / "report.md").write_text(text + "\n\n![training curves](curves.png)\n")
-
-
-def records_from_clients(rows: Sequence[tuple[int, int, int, Sequence[Sequence[int]]]]) -> list[ClientRecord]:
-    return [
-        ClientRecord(int(c), int(g), int(a), [list(map(int, s)) for s in sessions])
-        for c, g, a, sessions in rows
-    ]
 
 
 def run_evaluate(artifacts_root: Path) -> dict[str, MetricTable]:
     """Re-run the evaluation of the current (or given) artifact version; print and return the tables."""
     from training.artifacts import load_artifacts
+    from training.baselines import Pool, fit_baselines
+    from training.config import TrainConfig
+    from training.features import records_of, split_examples
 
     artifacts = load_artifacts(Path(artifacts_root))
-    records = records_from_clients(artifacts.clients.select("CLNT_ID", "gender", "age", "sessions").rows())
+    config = TrainConfig.model_validate(artifacts.metadata["config"])
+    records = records_of(artifacts.clients)
     n = artifacts.vocab.n_labels
+    pool = Pool.of(records, max_neighbours=config.start.neighbour_pool, seed=config.seed)
+    examples = {split: split_examples(records, split) for split in ("valid", "test")}
+    baselines = fit_baselines(pool, examples["valid"], n)
     metrics: dict[str, MetricTable] = {}
-    for split in ("valid", "test"):
-        examples = split_examples(records, split)
-        inputs = artifacts.builder.build_batch(examples.histories, examples.genders, examples.ages)
-        rankers = {"W&D": functools.partial(model_rankings, artifacts.model, inputs, max(KS))}
-        metrics[split] = evaluate_methods({**rankers, **baseline_rankers(records, examples, n)}, examples, n)
-    stored = artifacts.metadata.get("metrics", {}).get("test", {})
-    text = f"artifacts {artifacts.metadata['version']}\n"
-    text += "".join(f"\n{split}\n{format_table(table)}\n" for split, table in metrics.items())
-    text += "\nstored at training time (test, incl. ablations)\n" + format_table(stored) + "\n"
+    for split, ex in examples.items():
+        inputs = artifacts.builder.build_batch(ex.histories, ex.genders, ex.ages)
+        scores = {
+            config.method_name: model_scores(artifacts.model, inputs, pool.neighbour_row_of(ex.clnt_ids))
+        }
+        scores.update({b.name: b.score(ex) for b in baselines})
+        metrics[split] = evaluate_scores(scores, ex, n, baselines=[b.name for b in baselines])
+    card = model_card(metrics, model=config.method_name, baselines=[b.name for b in baselines],
+                      start=artifacts.metadata.get("card", {}).get("start", {}))  # fmt: skip
+    text = f"artifacts {artifacts.metadata['version']}\n\n" + report_text(metrics, card) + "\n"
     sys.stdout.write(text)  # the CLI's output, not a log line
     return metrics

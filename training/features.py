@@ -12,12 +12,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
+import polars as pl
 import torch
 
 from training.config import TrainConfig
 from training.dataset import Vocabulary
 
 PAD = -1  # id of an empty slot in `hist`
+History = Sequence[Sequence[int]]  # sessions oldest first, each a list of label ids
 
 # What the model derives from the raw inputs, as data: metadata.json carries it for readers and reviewers.
 WIDE_FEATURES = (
@@ -26,9 +28,9 @@ WIDE_FEATURES = (
     "clac1_pair_x_age: unordered CLAC1 pairs of the history crossed with age code (low-rank weight)",
     "repeat: per label log1p(sessions holding it), share of sessions, recency 1/(1+sessions ago), "
     "decayed counts (0.5^ and 0.8^sessions ago); weights = shared vector + per-label offset",
-    "copurchase: share vector of the history through a low-rank label x label map",
-    "neighbours (neighbours > 0): the mean history vector of the k most similar training clients",
-    "tifu (tifu_group_size > 0): TIFU-KNN's user vector of the history, its neighbours by TIFU's rule",
+    "copurchase: 0.5-decayed counts of the history through a low-rank label x label map",
+    "start (start.baseline): the chosen baseline's score of the history (training/start.py): own basket "
+    "sums weighted as TIFU-KNN, through the label similarity for ItemKNN, and TIFU-KNN's neighbour mean",
 )
 DEEP_FEATURES = ("gender embedding", "age embedding", "doc_vec", "mean label embedding of the history")
 
@@ -52,14 +54,14 @@ class FeatureSchema:
     @classmethod
     def create(cls, vocab: Vocabulary, config: TrainConfig) -> FeatureSchema:
         return cls(
-            max_sessions=config.max_sessions,
-            max_labels=config.max_labels,
-            doc_dim=config.d2v_vector_size,
+            max_sessions=config.data.max_sessions,
+            max_labels=config.data.max_labels,
+            doc_dim=config.doc2vec.vector_size,
             n_labels=vocab.n_labels,
             n_clac1=len(vocab.clac1),
             n_genders=len(vocab.genders),
             n_ages=len(vocab.ages),
-            d2v_infer_epochs=config.d2v_infer_epochs,
+            d2v_infer_epochs=config.doc2vec.infer_epochs,
             d2v_seed=config.seed,
         )
 
@@ -82,7 +84,6 @@ class ModelInputs(NamedTuple):
     gender: torch.Tensor  # int64 [B]
     age: torch.Tensor  # int64 [B]
     doc_vec: torch.Tensor  # float32 [B, D]
-    exclude: torch.Tensor | None = None  # int64 [B]: own neighbour pool row or -1; serving passes none
 
 
 @dataclass(frozen=True)
@@ -109,17 +110,21 @@ class Examples:
         return len(self.targets)
 
 
-def target_positions(n_sessions: int, split: str) -> range:
+def target_positions(n_sessions: int, split: str, *, newest: int | None = None) -> range:
     """Positions of a client's target sessions per the split rule of CONTRACTS.md (n-1 test, n-2 valid,
-    1..n-3 train); a client too short for a split contributes nothing to it."""
+    1..n-3 train; with `newest`, only the newest that many train targets); a client too short for a split
+    contributes nothing to it."""
     first = {"test": n_sessions - 1, "valid": n_sessions - 2, "train": 1}[split]
     stop = n_sessions - 2 if split == "train" else first + 1
+    if split == "train" and newest is not None:
+        first = max(first, stop - newest)
     return range(max(first, 1), stop)
 
 
-def split_examples(records: Sequence[ClientRecord], split: str) -> Examples:
-    """Every example of `split` ("train", "valid" or "test"): a target session and all sessions before it."""
-    rows = [(r, t) for r in records for t in target_positions(len(r.sessions), split)]
+def split_examples(records: Sequence[ClientRecord], split: str, *, newest: int | None = None) -> Examples:
+    """Every example of `split` ("train", "valid" or "test"): a target session and all sessions before it
+    (for "train", each client's `newest` targets only, if given)."""
+    rows = [(r, t) for r in records for t in target_positions(len(r.sessions), split, newest=newest)]
     return Examples(
         clnt_ids=[r.clnt_id for r, _ in rows],
         histories=[r.sessions[:t] for r, t in rows],
@@ -127,6 +132,15 @@ def split_examples(records: Sequence[ClientRecord], split: str) -> Examples:
         ages=[r.age for r, _ in rows],
         targets=[r.sessions[t] for r, t in rows],
     )
+
+
+def records_of(clients: pl.DataFrame) -> list[ClientRecord]:
+    """The `ClientRecord`s of a clients table (clients.parquet: CLNT_ID, gender, age, sessions)."""
+    rows = clients.select("CLNT_ID", "gender", "age", "sessions").rows()
+    return [
+        ClientRecord(int(c), int(g), int(a), [list(map(int, s)) for s in sessions])
+        for c, g, a, sessions in rows
+    ]
 
 
 def history_before_valid(record: ClientRecord) -> list[list[int]]:

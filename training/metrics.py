@@ -10,8 +10,22 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 
+import numpy as np
+
 Metric = Callable[[Sequence[int], Collection[int], int], float]
 KS = (5, 10, 20)
+HISTORY_BUCKETS = ((1, 3), (4, 6), (7, 10), (11, 20), (21, 50), (51, None))  # sessions before the target
+
+
+def top_k(scores: np.ndarray, k: int) -> list[list[int]]:
+    """Each row's k highest-scoring ids, best first (ties: the lower id first, so runs are reproducible)."""
+    scores = np.asarray(scores)
+    k = min(k, scores.shape[1])
+    if k == 0:
+        return [[] for _ in range(scores.shape[0])]
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
+    return np.take_along_axis(part, order, axis=1).tolist()
 
 
 def _hits(ranked: Sequence[int], truth: Collection[int], k: int) -> list[bool]:
@@ -82,6 +96,22 @@ def mean_metric(
     return sum(values) / len(values) if values else 0.0
 
 
+def mean_ndcg(scores: np.ndarray, truths: Sequence[Collection[int]], k: int = 10) -> float:
+    """Mean NDCG@k of score rows against the truth sets, vectorised (the validation criterion of every
+    choice; equals `mean_metric(ndcg_at_k, top_k(scores, k), truths, k)`)."""
+    scores = np.asarray(scores)
+    if not len(truths):
+        return 0.0
+    relevant = np.zeros(scores.shape, dtype=bool)
+    rows = [b for b, truth in enumerate(truths) for _ in truth]
+    relevant[rows, [item for truth in truths for item in truth]] = True
+    ranked = np.asarray(top_k(scores, k), dtype=np.int64).reshape(len(truths), -1)
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (np.take_along_axis(relevant, ranked, axis=1) * discount[: ranked.shape[1]]).sum(1)
+    ideal = np.concatenate([[0.0], np.cumsum(discount)])[np.minimum(relevant.sum(1), k)]
+    return float(np.where(ideal > 0, dcg / np.maximum(ideal, 1e-12), 0.0).mean())
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     """(mean of a_i - b_i, its standard error sd / sqrt(n), the sample sd with n - 1 in its denominator)
     for per-user values of two methods on the same users. No users: (0.0, 0.0); one user: error 0.0."""
@@ -110,3 +140,63 @@ def ranking_report(
     report = {f"{name}@{k}": mean_metric(fn, rankings, truths, k) for name, fn in METRICS.items() for k in ks}
     report.update({f"coverage@{k}": catalogue_coverage(rankings, n_items, k) for k in ks})
     return report
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def repeat_explore_report(
+    rankings: Sequence[Sequence[int]],
+    new_rankings: Sequence[Sequence[int]],
+    truths: Sequence[Collection[int]],
+    bought: Sequence[Collection[int]],
+    k: int = 10,
+) -> dict[str, float]:
+    """The repeat / explore split of Li et al. ("A Next Basket Recommendation Reality Check", TOIS 2023).
+
+    A user's truth splits into its repeat part (labels in `bought`, the user's history) and its explore
+    part (the rest). recall_rep@k / recall_expl@k: |top-k ∩ part| / |part|, averaged over the users whose
+    part is non-empty (0.0 if none). repeat_share@k: the share of the top k that the user bought before;
+    truth_repeat_share: the share of the truth that is repeat (users with a non-empty truth). new_ndcg@k,
+    new_recall@k: the "new to you" ranking (`new_rankings`: the history's labels removed before the top k)
+    against the explore part, averaged over the users that have one.
+    """
+    rep, expl, new_ndcg, new_recall, share, truth_share = [], [], [], [], [], []
+    for ranked, new, truth, seen in zip(rankings, new_rankings, truths, bought, strict=True):
+        repeat, explore = set(truth) & set(seen), set(truth) - set(seen)
+        if repeat:
+            rep.append(recall_at_k(ranked, repeat, k))
+        if explore:
+            expl.append(recall_at_k(ranked, explore, k))
+            new_ndcg.append(ndcg_at_k(new, explore, k))
+            new_recall.append(recall_at_k(new, explore, k))
+        if truth:
+            truth_share.append(len(repeat) / len(truth))
+        share.append(sum(item in seen for item in ranked[:k]) / k)
+    return {
+        f"recall_rep@{k}": _mean(rep),
+        f"recall_expl@{k}": _mean(expl),
+        f"repeat_share@{k}": _mean(share),
+        "truth_repeat_share": _mean(truth_share),
+        f"new_ndcg@{k}": _mean(new_ndcg),
+        f"new_recall@{k}": _mean(new_recall),
+    }
+
+
+def bucket_name(low: int, high: int | None) -> str:
+    return f"{low}+" if high is None else f"{low}-{high}"
+
+
+def ndcg_by_history_length(
+    rankings: Sequence[Sequence[int]], truths: Sequence[Collection[int]], lengths: Sequence[int], k: int = 10
+) -> dict[str, float]:
+    """Mean NDCG@k per bucket of history length (sessions before the target, `HISTORY_BUCKETS`), as
+    "ndcg@10_hist_4-6": value, for the buckets that hold at least one user."""
+    out = {}
+    for low, high in HISTORY_BUCKETS:
+        users = [i for i, n in enumerate(lengths) if n >= low and (high is None or n <= high)]
+        if users:
+            values = [ndcg_at_k(rankings[i], truths[i], k) for i in users]
+            out[f"ndcg@{k}_hist_{bucket_name(low, high)}"] = _mean(values)
+    return out

@@ -7,7 +7,6 @@ Each step's output is a value handed to the next; `Steps` records each step's wa
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import importlib.metadata
 import logging
@@ -16,34 +15,36 @@ import resource
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import torch
 
 from training.artifacts import write_artifacts
-from training.config import TrainConfig, load_config
+from training.baselines import Baseline, Pool, fit_baselines
+from training.config import MODE_NAMES, TrainConfig, load_config
 from training.dataset import ProcessedData, Vocabulary
 from training.doc2vec import Doc2VecEncoder, train_doc2vec
-from training.evaluate import MetricTable, baseline_rankers, evaluate_methods, model_rankings, write_report
+from training.evaluate import MetricTable, evaluate_scores, model_card, model_scores, write_report
 from training.features import (
     ClientRecord,
     FeatureBuilder,
     FeatureSchema,
-    ModelInputs,
     history_before_valid,
     split_examples,
 )
-from training.metrics import KS
+from training.metrics import mean_ndcg
 from training.products import build_product_tables
-from training.train import TrainResult, train_model
+from training.train import EncodedSplit, TrainResult, build_model, train_model
 
 log = logging.getLogger(__name__)
 
 LIBRARIES = ("torch", "gensim", "numpy", "polars", "pyarrow", "wdrec")
-MODE_NAMES = {"wide_deep": "W&D", "wide": "wide-only", "deep": "deep-only"}
+SPLITS = ("train", "valid", "test")
+EVAL_SPLITS = ("valid", "test")
 
 
 def _rss_mb() -> float:
@@ -117,83 +118,106 @@ def library_versions() -> dict[str, str]:
 
 
 def encode_splits(
-    builder: FeatureBuilder, records: Sequence[ClientRecord]
-) -> dict[str, tuple[ModelInputs, Any]]:
-    """ModelInputs (hist stored as int32 to halve memory, `exclude` set) and examples of each split."""
+    builder: FeatureBuilder, records: Sequence[ClientRecord], pool: Pool, config: TrainConfig
+) -> dict[str, EncodedSplit]:
+    """Each split's examples and inputs (hist stored as int32 to halve memory) with each example's own
+    neighbour-pool row; "train" keeps each client's `data.train_targets_per_client` newest targets."""
     encoded = {}
-    for split in ("train", "valid", "test"):
-        ex = split_examples(records, split)
+    for split in SPLITS:
+        newest = config.data.train_targets_per_client if split == "train" else None
+        ex = split_examples(records, split, newest=newest)
         inputs = builder.build_batch(ex.histories, ex.genders, ex.ages)
-        encoded[split] = (with_exclusion(inputs._replace(hist=inputs.hist.int()), ex.clnt_ids, records), ex)
+        encoded[split] = EncodedSplit(
+            ex, inputs._replace(hist=inputs.hist.int()), pool.neighbour_row_of(ex.clnt_ids)
+        )
     return encoded
-
-
-def neighbour_pool(builder: FeatureBuilder, records: Sequence[ClientRecord]) -> torch.Tensor:
-    """`hist` [M, S, L] of every client's context and train sessions (never a validation or test one),
-    in `records` order: the model turns it into its neighbour pool (WideAndDeep.set_pool)."""
-    return builder.hist_tensor([builder.recent(history_before_valid(r)) for r in records])
-
-
-def with_exclusion(
-    inputs: ModelInputs, clnt_ids: Sequence[int], records: Sequence[ClientRecord]
-) -> ModelInputs:
-    """`inputs` whose `exclude` is each example's own pool row, so no client is its own neighbour (its
-    pool vector holds its training targets; TIFU-KNN excludes the client the same way)."""
-    row = {r.clnt_id: i for i, r in enumerate(records)}
-    return inputs._replace(exclude=torch.tensor([row.get(c, -1) for c in clnt_ids], dtype=torch.int64))
-
-
-def train_all(
-    schema: FeatureSchema,
-    data: ProcessedData,
-    config: TrainConfig,
-    encoded: dict[str, tuple[ModelInputs, Any]],
-    steps: Steps,
-    *,
-    pool: torch.Tensor | None = None,
-) -> dict[str, TrainResult]:
-    """The configured model, then (if config.ablations) the two ablations of the other modes; `pool` is
-    `neighbour_pool` (needed if config.neighbours > 0)."""
-    modes = [config.mode] + ([m for m in MODE_NAMES if m != config.mode] if config.ablations else [])
-    results = {}
-    for mode in modes:
-        with steps.step(f"train_{mode}"):
-            results[mode] = train_model(
-                schema,
-                data.vocab,
-                config,
-                train=(encoded["train"][0], encoded["train"][1].targets),
-                valid=(encoded["valid"][0], encoded["valid"][1].targets),
-                mode=mode,
-                pool=pool,
-            )
-    return results
-
-
-def evaluate_all(
-    records: Sequence[ClientRecord],
-    results: dict[str, TrainResult],
-    encoded: dict[str, tuple[ModelInputs, Any]],
-    n_labels: int,
-) -> dict[str, MetricTable]:
-    """valid and test tables: every trained model, then the baselines."""
-    metrics: dict[str, MetricTable] = {}
-    for split in ("valid", "test"):
-        inputs, examples = encoded[split]
-        rankers: dict[str, Callable[[], list[list[int]]]] = {
-            MODE_NAMES[mode]: functools.partial(model_rankings, r.model, inputs, max(KS))
-            for mode, r in results.items()
-        }
-        rankers.update(baseline_rankers(records, examples, n_labels))
-        metrics[split] = evaluate_methods(rankers, examples, n_labels)
-    return metrics
 
 
 def fit_encoder(records: Sequence[ClientRecord], vocab: Vocabulary, config: TrainConfig) -> Doc2VecEncoder:
     """Doc2Vec on context and train-target sessions only (never a validation or test session)."""
     corpus = [s for r in records for s in history_before_valid(r)]
     model = train_doc2vec(corpus, vocab.labels, config)
-    return Doc2VecEncoder(model, vocab.labels, epochs=config.d2v_infer_epochs, seed=config.seed)
+    return Doc2VecEncoder(model, vocab.labels, epochs=config.doc2vec.infer_epochs, seed=config.seed)
+
+
+def choose_start(
+    config: TrainConfig, baselines: Sequence[Baseline], valid_ndcg: Mapping[str, float]
+) -> Baseline | None:
+    """The baseline the wide part starts at: the configured one, or ("auto") the best on validation."""
+    wanted = config.start.baseline
+    if wanted == "none":
+        return None
+    if wanted == "auto":
+        wanted = max(valid_ndcg, key=lambda name: valid_ndcg[name])
+    return next(b for b in baselines if b.name == wanted)
+
+
+def train_all(
+    schema: FeatureSchema,
+    vocab: Vocabulary,
+    config: TrainConfig,
+    splits: dict[str, EncodedSplit],
+    steps: Steps,
+    *,
+    start_from: Baseline | None,
+    pool_hist: torch.Tensor,
+) -> dict[str, TrainResult]:
+    """The configured model, then (if config.ablations) the other two modes; each mode's config is
+    `config.with_mode` (a deep-only model has no wide part to start)."""
+    modes = [config.model.mode] + (
+        [m for m in MODE_NAMES if m != config.model.mode] if config.ablations else []
+    )
+    results = {}
+    for mode in modes:
+        mode_config = config.with_mode(mode)  # type: ignore[arg-type]
+        with steps.step(f"train_{mode}"):
+            model = build_model(
+                schema,
+                vocab,
+                mode_config,
+                targets=splits["train"].examples.targets,
+                start_from=start_from if mode_config.start.baseline != "none" else None,
+                pool_hist=pool_hist,
+            )
+            results[MODE_NAMES[mode]] = train_model(
+                model, mode_config, train=splits["train"], valid=splits["valid"]
+            )
+    return results
+
+
+def evaluate_all(
+    results: Mapping[str, TrainResult],
+    baseline_scores: Mapping[str, Mapping[str, np.ndarray]],
+    splits: Mapping[str, EncodedSplit],
+    n_labels: int,
+) -> dict[str, MetricTable]:
+    """valid and test tables: every trained model, then every baseline."""
+    metrics: dict[str, MetricTable] = {}
+    for split in EVAL_SPLITS:
+        encoded = splits[split]
+        scores = {name: model_scores(r.model, encoded.inputs, encoded.exclude) for name, r in results.items()}
+        scores.update(baseline_scores[split])
+        metrics[split] = evaluate_scores(
+            scores, encoded.examples, n_labels, baselines=list(baseline_scores[split])
+        )
+    return metrics
+
+
+def start_facts(
+    start_from: Baseline | None, result: TrainResult, valid_ndcg: Mapping[str, float], config: TrainConfig
+) -> dict[str, Any]:
+    """What the model card says about the start: which baseline, chosen how, and whether it was kept."""
+    facts: dict[str, Any] = {"chosen": config.start.baseline, "baselines_valid_ndcg@10": dict(valid_ndcg)}
+    if start_from is None:
+        return facts | {"baseline": None}
+    return facts | {
+        "baseline": start_from.name,
+        "params": start_from.params,
+        "spec": start_from.start().to_json(),
+        "valid_ndcg@10": result.curve[0]["valid_ndcg@10"],
+        "trained_valid_ndcg@10": result.best_valid_ndcg,
+        "kept": result.best_epoch == 0,
+    }
 
 
 def build_metadata(
@@ -231,6 +255,7 @@ def run_training(
     *,
     config_file: Path | None = None,
     overrides: Iterable[str] = (),
+    preset: str | None = None,
     profile: str = "lpoint",
     encoding: str | None = None,
 ) -> Path:
@@ -238,7 +263,8 @@ def run_training(
     from training.preprocess import get_profile, load_profile_tables, preprocess
 
     logging.getLogger("gensim").setLevel(logging.WARNING)  # its INFO lines drown the progress bars
-    config, steps, data_dir = load_config(config_file, overrides), Steps(), Path(data_dir)
+    config, steps, data_dir = load_config(config_file, overrides, preset=preset), Steps(), Path(data_dir)
+    torch.set_num_threads(config.torch_threads)
     with steps.step("preprocess"):
         tables = load_profile_tables(data_dir, profile=profile, encoding=encoding)
         data = preprocess(tables, get_profile(profile))
@@ -254,23 +280,44 @@ def run_training(
     with steps.step("doc2vec"):
         encoder = fit_encoder(records, data.vocab, config)
     schema = FeatureSchema.create(data.vocab, config)
+    builder = FeatureBuilder(data.vocab, schema, encoder)
+    pool = Pool.of(records, max_neighbours=config.start.neighbour_pool, seed=config.seed)
     with steps.step("features"):
-        builder = FeatureBuilder(data.vocab, schema, encoder)
-        encoded = encode_splits(builder, records)
-    pool = neighbour_pool(builder, records) if config.neighbours > 0 else None
-    results = train_all(schema, data, config, encoded, steps, pool=pool)
+        splits = encode_splits(builder, records, pool, config)
+        pool_hist = builder.hist_tensor([builder.recent(h) for h in pool.neighbour_histories()])
+    n_labels = data.vocab.n_labels
+    with steps.step("baselines"):
+        baselines = fit_baselines(pool, splits["valid"].examples, n_labels)
+        baseline_scores = {
+            split: {b.name: b.score(splits[split].examples) for b in baselines} for split in EVAL_SPLITS
+        }
+    truths = [set(t) for t in splits["valid"].examples.targets]
+    valid_ndcg = {name: mean_ndcg(s, truths) for name, s in baseline_scores["valid"].items()}
+    start_from = choose_start(config, baselines, valid_ndcg)
+    results = train_all(schema, data.vocab, config, splits, steps, start_from=start_from, pool_hist=pool_hist)
     with steps.step("evaluate"):
-        metrics = evaluate_all(records, results, encoded, data.vocab.n_labels)
-    summary = training_summary(config, results, encoded, n_clients=len(records))
-    metadata = build_metadata(
-        data, config, schema, metrics, data_dir=data_dir, profile=profile, n_train=len(encoded["train"][1])
+        metrics = evaluate_all(results, baseline_scores, splits, n_labels)
+    main = results[config.method_name]
+    card = model_card(metrics, model=config.method_name, baselines=[b.name for b in baselines],
+                      start=start_facts(start_from, main, valid_ndcg, config))  # fmt: skip
+    summary = training_summary(
+        config, results, splits, pool_rows=len(pool.neighbour_rows), n_clients=len(records)
     )
-    metadata.update(training=_without_curves(summary), timings=steps.timings)
+    metadata = build_metadata(
+        data,
+        config,
+        schema,
+        metrics,
+        data_dir=data_dir,
+        profile=profile,
+        n_train=len(splits["train"].examples),
+    )
+    metadata.update(card=card, training=_without_curves(summary), timings=steps.timings)
     with tempfile.TemporaryDirectory() as tmp:
-        write_report(Path(tmp), metrics, summary=summary)
+        write_report(Path(tmp), metrics, card=card, summary=summary)
         version = write_artifacts(
             Path(artifacts_root),
-            model=results[config.mode].model,
+            model=main.model,
             encoder=encoder,
             vocab=data.vocab,
             clients=clients_frame(records),
@@ -285,29 +332,29 @@ def run_training(
 
 def training_summary(
     config: TrainConfig,
-    results: dict[str, TrainResult],
-    encoded: dict[str, tuple[ModelInputs, Any]],
+    results: Mapping[str, TrainResult],
+    splits: Mapping[str, EncodedSplit],
     *,
+    pool_rows: int,
     n_clients: int,
 ) -> dict[str, Any]:
     """Facts for the report and metadata: sizes, per-model epochs and speed, the curves."""
     per_model = {
-        MODE_NAMES[m]: {
+        name: {
             "best_epoch": r.best_epoch,
-            "epochs": len(r.curve),
+            "epochs": sum(1 for row in r.curve if row["epoch"] > 0),
             "seconds": round(r.seconds, 2),
             "examples_per_s": round(r.examples_per_s, 1),
         }
-        for m, r in results.items()
+        for name, r in results.items()
     }
-    pool = results[config.mode].model.pool
     return {
         "clients": n_clients,
-        "examples": {split: len(ex) for split, (_, ex) in encoded.items()},
-        "neighbour_pool": {"clients": pool.shape[0], "labels": pool.shape[1], "bytes": pool.numel() * 4},
-        "loss": config.loss,
+        "examples": {split: len(s.examples) for split, s in splits.items()},
+        "neighbour_pool": {"clients": pool_rows, "max": config.start.neighbour_pool},
+        "loss": config.optim.loss,
         "models": per_model,
-        "curves": {MODE_NAMES[m]: r.curve for m, r in results.items()},
+        "curves": {name: r.curve for name, r in results.items()},
     }
 
 

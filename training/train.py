@@ -1,4 +1,4 @@
-"""The training loop: mini-batches, AdamW, BCE (or listwise softmax) loss, early stopping on valid NDCG@10."""
+"""The training loop: the model and its start, mini-batches, AdamW, the loss, early stopping on NDCG@10."""
 
 from __future__ import annotations
 
@@ -14,17 +14,26 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from training.baselines import Baseline
 from training.config import TrainConfig
 from training.dataset import Vocabulary
-from training.evaluate import model_rankings
-from training.features import FeatureSchema, ModelInputs
-from training.metrics import mean_metric, ndcg_at_k
+from training.evaluate import model_scores
+from training.features import Examples, FeatureSchema, ModelInputs
+from training.metrics import mean_ndcg
 from training.model import WideAndDeep
+from training.start import BaselineStart, presence
 
 log = logging.getLogger(__name__)
 LAMBDA_CANDIDATES = 50  # the lambda loss ranks each row's top 50: the top 10 and what may enter it
-TIE_EPS = 1e-5  # the TIFU start's popularity tie-breaker: float32 logits near 1 resolve ~1e-7
-TIFU_WEIGHTS = ("tifu_shared", "tifu_label", "neighbour_shared", "neighbour_label")
+
+
+@dataclass(frozen=True)
+class EncodedSplit:
+    """One split's examples, their model inputs and each example's own neighbour-pool row (or -1)."""
+
+    examples: Examples
+    inputs: ModelInputs
+    exclude: torch.Tensor  # int64 [E]
 
 
 @dataclass
@@ -42,23 +51,6 @@ class TrainResult:
 def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_model(schema: FeatureSchema, vocab: Vocabulary, config: TrainConfig, *, mode: str) -> WideAndDeep:
-    return WideAndDeep(
-        schema,
-        vocab.label_clac1,
-        mode=mode,
-        hidden=config.hidden,
-        dropout=config.dropout,
-        demo_dim=config.demo_dim,
-        label_emb_dim=config.label_emb_dim,
-        cross_rank=config.cross_rank,
-        copurchase_rank=config.copurchase_rank,
-        neighbours=config.neighbours,
-        neighbour_decay=config.neighbour_decay,
-        tifu=(config.tifu_group_size, config.tifu_within, config.tifu_across),
-    )
 
 
 def multi_hot(targets: Sequence[Sequence[int]], n_labels: int) -> torch.Tensor:
@@ -93,78 +85,85 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1).mean()
 
 
-def init_label_bias(
-    model: WideAndDeep, targets: Sequence[Sequence[int]], n_labels: int, *, scale: float = 1.0
-) -> None:
-    """Start the output bias at `scale` times each label's log-odds among the targets (1: epoch 1 starts
-    from G-Pop)."""
-    freq = multi_hot(targets, n_labels).mean(0).clamp(1e-4, 1 - 1e-4)
-    with torch.no_grad():
-        (model.bias if model.use_wide else model.out.bias).copy_(
-            scale * (torch.log(freq) - torch.log1p(-freq))
+def build_start(
+    baseline: Baseline, schema: FeatureSchema, config: TrainConfig, pool_hist: torch.Tensor
+) -> BaselineStart:
+    """The graph's copy of `baseline`: its spec, its extras (ItemKNN's similarity) and, for TIFU-KNN, the
+    neighbour pool's own vectors computed by the start itself from `pool_hist` [P, S, L]."""
+    start = BaselineStart(baseline.start(), schema.n_labels, schema.max_sessions)
+    baseline.configure_start(start)
+    if start.k > 0:
+        with torch.no_grad():
+            own = [start.own(presence(h.long(), schema.n_labels)) for h in pool_hist.split(256)]
+        start.set_pool(torch.cat(own))
+    return start
+
+
+def build_model(
+    schema: FeatureSchema,
+    vocab: Vocabulary,
+    config: TrainConfig,
+    *,
+    targets: Sequence[Sequence[int]],
+    start_from: Baseline | None = None,
+    pool_hist: torch.Tensor | None = None,
+) -> WideAndDeep:
+    """A fresh model of config.model.mode. Started at a baseline, it ranks exactly as that baseline: the
+    bias is the baseline's popularity tie-breaker (training/start.py; G-Pop itself) and every other
+    contribution, the deep output included, is 0. Otherwise the bias starts at each label's log-odds
+    among `targets`."""
+    seed_everything(config.seed)
+    start = None
+    if start_from is not None:
+        start = build_start(
+            start_from, schema, config, pool_hist if pool_hist is not None else torch.empty(0)
         )
-
-
-def init_repeat_weight(model: WideAndDeep, value: float, *, neighbour: float = 0.0) -> None:
-    """Start the shared weight of log1p(own count) at `value`: with the G-Pop bias, epoch 1 is near P-Pop;
-    and the neighbour feature's shared weight at `neighbour`."""
-    if model.use_wide:
-        with torch.no_grad():
-            model.repeat_shared[0] = value
-            model.neighbour_shared[0] = neighbour if model.n_neighbours > 0 else 0.0
-
-
-def init_tifu_start(model: WideAndDeep, config: TrainConfig, pool: torch.Tensor | None) -> None:
-    """Start the wide part at TIFU-KNN's ranking: scale * (alpha * own + (1 - alpha) * neighbours) plus a
-    bias of TIE_EPS * G-Pop (the baseline's tie-breaker: label counts over the pool's sessions); every
-    other contribution, the deep part's output and gates included, starts at 0."""
-    n = model.bias.shape[0]
-    popularity = torch.zeros(n)
-    if pool is not None:
-        with torch.no_grad():
-            for h in pool.split(256):
-                popularity += model.presence(h.long()).sum((0, 1))
+    model = WideAndDeep(schema, vocab.label_clac1, config.model, start)
     with torch.no_grad():
-        model.bias.copy_(TIE_EPS * popularity / popularity.max().clamp(min=1.0))
-        model.tifu_shared.fill_(config.tifu_scale * config.tifu_alpha)
-        model.neighbour_shared.fill_(config.tifu_scale * (1.0 - config.tifu_alpha))
-        for weight in (model.out.weight, model.out.bias, model.repeat_gate.weight, model.repeat_gate.bias):
-            weight.zero_()
+        if start_from is not None:
+            model.wide.bias.copy_(start_from.start().bias(torch.from_numpy(start_from.popularity)))
+            model.deep.zero_output()
+        else:
+            freq = multi_hot(targets, vocab.n_labels).mean(0).clamp(1e-4, 1 - 1e-4)
+            bias = model.wide.bias if model.use_wide else model.deep.out.bias
+            bias.copy_(torch.log(freq) - torch.log1p(-freq))  # epoch 1 starts from G-Pop
+    return model
 
 
 def param_groups(model: WideAndDeep, config: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW's parameter groups: with the TIFU start (TIFU on, a wide part), every parameter but the TIFU
-    weights learns at `rest_lr_scale` times the learning rate (Adam moves each weight by about lr per
-    step whatever its fan-in, so a 64-wide output layer moves the logits far more than a shared weight)."""
-    if config.tifu_group_size == 0 or not model.use_wide:
+    """AdamW's parameter groups: with a start, its weights learn at lr and every other one at
+    lr x rest_lr_scale (Adam moves each weight by about lr per step whatever its fan-in, so a 64-wide
+    output layer would move the logits far more than the start's shared weights)."""
+    start = model.wide.start
+    if start is None:
         return [{"params": list(model.parameters())}]
-    named = dict(model.named_parameters())
-    rest = [p for name, p in named.items() if name not in TIFU_WEIGHTS]
+    own = {id(p) for p in start.parameters()}
+    rest = [p for p in model.parameters() if id(p) not in own]
     return [
-        {"params": [named[name] for name in TIFU_WEIGHTS]},
-        {"params": rest, "lr": config.lr * config.rest_lr_scale},
+        {"params": list(start.parameters())},
+        {"params": rest, "lr": config.optim.lr * config.optim.rest_lr_scale},
     ]
 
 
 def run_epoch(
     model: WideAndDeep,
     optimizer: torch.optim.Optimizer,
-    inputs: ModelInputs,
-    targets: Sequence[Sequence[int]],
+    train: EncodedSplit,
     *,
     config: TrainConfig,
     generator: torch.Generator,
 ) -> float:
     """One pass over the shuffled examples; the mean batch loss."""
     model.train()
+    targets = train.examples.targets
     order = torch.randperm(len(targets), generator=generator)
-    n_labels, total = model.bias.shape[0], 0.0
-    for start in range(0, len(targets), config.batch_size):
-        idx = order[start : start + config.batch_size]
-        hist, gender, age, doc_vec = (t[idx] for t in inputs[:4])
-        exclude = None if inputs.exclude is None else inputs.exclude[idx]
+    n_labels, total = model.wide.bias.shape[0], 0.0
+    for start in range(0, len(targets), config.optim.batch_size):
+        idx = order[start : start + config.optim.batch_size]
+        hist, gender, age, doc_vec = (t[idx] for t in train.inputs)
+        features = model.features(hist.long(), gender, age, train.exclude[idx])
         y = multi_hot([targets[i] for i in idx.tolist()], n_labels)
-        loss = loss_fn(model(hist.long(), gender, age, doc_vec, exclude), y, config.loss)
+        loss = loss_fn(model.logits(features, gender, age, doc_vec), y, config.optim.loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -172,56 +171,43 @@ def run_epoch(
     return total / max(len(targets), 1)
 
 
+def valid_ndcg(model: WideAndDeep, valid: EncodedSplit) -> float:
+    truths = [set(t) for t in valid.examples.targets]
+    return mean_ndcg(model_scores(model, valid.inputs, valid.exclude), truths)
+
+
 def train_model(
-    schema: FeatureSchema,
-    vocab: Vocabulary,
-    config: TrainConfig,
-    *,
-    train: tuple[ModelInputs, Sequence[Sequence[int]]],
-    valid: tuple[ModelInputs, Sequence[Sequence[int]]],
-    mode: str,
-    pool: torch.Tensor | None = None,
+    model: WideAndDeep, config: TrainConfig, *, train: EncodedSplit, valid: EncodedSplit
 ) -> TrainResult:
-    """Train one model of `mode`; stop after `patience` epochs without a better valid NDCG@10. `pool`:
-    the `hist` tensor of the neighbour pool's clients (used if config.neighbours > 0)."""
-    seed_everything(config.seed)
+    """Train `model`; stop after `patience` epochs without a better valid NDCG@10 and keep the best epoch's
+    weights. A started model's untrained state is scored as epoch 0, so early stopping can keep it."""
     torch.set_num_threads(config.torch_threads)
     torch.set_flush_denormal(True)  # tiny decayed weights turn denormal, and x86 is slow on those
-    model = build_model(schema, vocab, config, mode=mode)
-    init_label_bias(model, train[1], vocab.n_labels, scale=config.bias_init)
-    if pool is not None and config.neighbours > 0:
-        model.set_pool(pool)
-    init_repeat_weight(model, config.repeat_init, neighbour=config.neighbour_init)
-    if config.tifu_group_size > 0 and model.use_wide:
-        init_tifu_start(model, config, pool)
-    optimizer = torch.optim.AdamW(param_groups(model, config), lr=config.lr, weight_decay=config.weight_decay)
+    optim = config.optim
+    optimizer = torch.optim.AdamW(param_groups(model, config), lr=optim.lr, weight_decay=optim.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
-    truths = [set(t) for t in valid[1]]
     result, best_state, started = TrainResult(model), copy.deepcopy(model.state_dict()), time.perf_counter()
-    if config.tifu_group_size > 0 and model.use_wide:  # a start worth keeping: early stopping may choose it
-        result.best_valid_ndcg = mean_metric(ndcg_at_k, model_rankings(model, valid[0], 10), truths, 10)
+    if model.wide.start is not None:
+        result.best_valid_ndcg = valid_ndcg(model, valid)
         result.curve.append({"epoch": 0, "loss": float("nan"), "valid_ndcg@10": result.best_valid_ndcg})
-    bar = tqdm(range(1, config.max_epochs + 1), desc=f"train {mode}", unit="epoch", leave=False)
+    mode = config.model.mode
+    bar = tqdm(range(1, optim.max_epochs + 1), desc=f"train {mode}", unit="epoch", leave=False)
     for epoch in bar:
-        loss = run_epoch(model, optimizer, *train, config=config, generator=generator)
-        ndcg = mean_metric(ndcg_at_k, model_rankings(model, valid[0], 10), truths, 10)
+        loss = run_epoch(model, optimizer, train, config=config, generator=generator)
+        ndcg = valid_ndcg(model, valid)
         result.curve.append({"epoch": epoch, "loss": loss, "valid_ndcg@10": ndcg})
         bar.set_postfix(loss=f"{loss:.4f}", valid_ndcg10=f"{ndcg:.4f}", best=f"{result.best_valid_ndcg:.4f}")
         if ndcg > result.best_valid_ndcg:
             result.best_epoch, result.best_valid_ndcg = epoch, ndcg
             best_state = copy.deepcopy(model.state_dict())
-        elif epoch - result.best_epoch >= config.patience:
+        elif epoch - result.best_epoch >= optim.patience:
             break
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
     result.seconds = time.perf_counter() - started
-    result.examples_per_s = len(train[1]) * len(result.curve) / max(result.seconds, 1e-9)
-    log.info(
-        "%s: best valid NDCG@10 %.4f at epoch %d, %.1f s",
-        mode,
-        result.best_valid_ndcg,
-        result.best_epoch,
-        result.seconds,
-    )
+    epochs = sum(1 for row in result.curve if row["epoch"] > 0)
+    result.examples_per_s = len(train.examples) * epochs / max(result.seconds, 1e-9)
+    log.info("%s: best valid NDCG@10 %.4f at epoch %d, %.1f s", mode, result.best_valid_ndcg,
+             result.best_epoch, result.seconds)  # fmt: skip
     return result

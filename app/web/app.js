@@ -1,9 +1,15 @@
 // wdrec's page: plain DOM code over the JSON API (no build step). Data goes in via textContent only.
 "use strict";
 
-const KEY_METRICS = ["ndcg@10", "recall@10", "hit_rate@10", "map@10", "precision@10", "coverage@10"];
+// The card's columns: overall ranking, the paired difference to the best baseline, the repeat / explore split.
+const KEY_METRICS = [
+  ["ndcg@10", "NDCG@10"], ["recall@10", "Recall@10"], ["hit_rate@10", "HitRate@10"],
+  ["ndcg@10_minus_best_baseline", "Δ NDCG@10 vs best baseline (± SE)"],
+  ["recall_rep@10", "Recall repeat"], ["recall_expl@10", "Recall explore"],
+  ["new_ndcg@10", "\"New to you\" NDCG@10"], ["repeat_share@10", "repeats in top 10"],
+];
 const PRODUCTS = 5;  // products fetched per label, shown when the label is expanded
-const state = { basket: [], labels: [], clac1Ids: new Map(), scoreTimer: null, clientId: null, hidden: [] };
+const state = { basket: [], labels: [], clac1Ids: new Map(), scoreTimer: null, clientId: null, hidden: [], card: null };
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -262,18 +268,45 @@ function renderModelCard(card) {
     ["size", `${card.n_labels} labels, ${card.n_clients} clients`],
   ];
   $("#model-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: v })]));
-  const test = card.metrics.test || {};
-  const methods = Object.keys(test);
+  state.card = card;
+  renderModelMetrics();
+}
+
+function verdict(card, split) {
+  const paired = ((card.card || {})["paired_ndcg@10"] || {})[split];
+  if (!paired) return "";
+  const start = card.card.start || {};
+  const sign = paired.mean >= 0 ? "+" : "";
+  let text = `${card.model_method} minus ${paired.versus} (the best baseline): NDCG@10 ${sign}${paired.mean.toFixed(4)}`
+    + ` ± ${paired.se.toFixed(4)} per client (z = ${paired.z.toFixed(2)}, ratio ${paired.ratio.toFixed(3)}).`;
+  if (start.baseline) {
+    text += ` Training started at ${start.baseline}'s ranking`
+      + (start.kept ? "; nothing beat it on validation, so the start was kept." : ".");
+  }
+  return text;
+}
+
+function renderModelMetrics() {
+  const card = state.card;
+  if (!card) return;
+  const split = $("#model-split").value;
+  const rows = card.metrics[split] || {};
+  const methods = Object.keys(rows);
+  $("#model-verdict").textContent = verdict(card, split);
   if (!methods.length) return;
-  const available = Object.keys(test[methods[0]]);
-  const columns = KEY_METRICS.filter((m) => available.includes(m));
+  const available = Object.keys(rows[methods[0]]);
+  const columns = KEY_METRICS.filter(([key]) => available.includes(key));
+  const cell = (values, key) => {
+    const value = (values[key] ?? NaN).toFixed(4);
+    return key === "ndcg@10_minus_best_baseline" ? `${value} ± ${(values[`${key}_se`] ?? NaN).toFixed(4)}` : value;
+  };
   const table = $("#model-metrics");
-  table.tHead.replaceChildren(el("tr", {}, el("th", { textContent: "test set" }),
-    ...columns.map((c) => el("th", { textContent: c }))));
+  table.tHead.replaceChildren(el("tr", {}, el("th", { textContent: `${split} set` }),
+    ...columns.map(([, title]) => el("th", { textContent: title }))));
   table.tBodies[0].replaceChildren(...methods.map((method) => el("tr",
     { className: method === card.model_method ? "model-row" : "" },
     el("td", { textContent: method }),
-    ...columns.map((c) => el("td", { textContent: (test[method][c] ?? NaN).toFixed(4) })))));
+    ...columns.map(([key]) => el("td", { textContent: cell(rows[method], key) })))));
 }
 
 async function loadCatalog() {
@@ -298,6 +331,7 @@ function init() {
   for (let age = 10; age <= 80; age += 10) $("#basket-age").append(el("option", { value: age, textContent: `${age}s` }));
   $("#lookup-form").addEventListener("submit", lookupClient);
   $("#label-search").addEventListener("input", renderLabelList);
+  $("#model-split").addEventListener("change", renderModelMetrics);
   for (const id of ["#basket-gender", "#basket-age", "#basket-k"]) $(id).addEventListener("change", scheduleScore);
   for (const id of ["#filter-new", "#filter-clac1", "#filter-exclude-clac1"]) {
     $(id).addEventListener("change", filtersChanged);

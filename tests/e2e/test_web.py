@@ -46,6 +46,11 @@ def test_page_loads_model_card_labels_and_docs_link(page: Page, server: Server) 
     expect(page.locator("#model-facts")).to_contain_text(version)
     expect(page.locator("#model-metrics tr.model-row")).to_have_count(1)
     expect(page.locator("#model-metrics tbody tr")).not_to_have_count(1)  # baselines beside the model
+    expect(page.locator("#model-metrics tbody")).to_contain_text("TIFU-KNN")
+    expect(page.locator("#model-metrics thead")).to_contain_text("New to you")
+    expect(page.locator("#model-verdict")).to_contain_text("the best baseline")
+    page.select_option("#model-split", "valid")
+    expect(page.locator("#model-metrics thead")).to_contain_text("valid set")
     expect(page.locator("#label-list .pick").first).to_be_visible()
     assert page.get_attribute("#docs-link", "href") == "/docs"
     expect(page.locator("#global-error")).to_be_hidden()

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-import torch
 
 from training.config import TrainConfig
 from training.dataset import CLIENTS_SCHEMA, SESSIONS_SCHEMA, SPLITS, ProcessedData, Vocabulary
 from training.doc2vec import Doc2VecEncoder, train_doc2vec
-from training.features import PAD
-from training.knn_baselines import Baskets
 
 CLAC1 = ["식품", "패션 잡화", "생활/건강", "화장품"]  # with a space and a slash: names must stay one token
 
@@ -66,38 +63,22 @@ def make_processed(n_clients: int = 60, n_sessions: int = 10, seed: int = 0) -> 
     )
 
 
-def tiny_config(**changes: object) -> TrainConfig:
-    """A config that trains the synthetic set in about a second on one thread."""
-    base = TrainConfig(
-        threads=1,
-        max_sessions=6,
-        max_labels=8,
-        d2v_vector_size=8,
-        d2v_epochs=5,
-        d2v_infer_epochs=5,
-        hidden=(32, 16),
-        label_emb_dim=8,
-        cross_rank=2,
-        copurchase_rank=4,
-        max_epochs=4,
-        patience=2,
-    )
-    return base.replace(**changes)
+def tiny_config(**sections: dict[str, object]) -> TrainConfig:
+    """A config that trains the synthetic set in about a second on one thread; `sections` update it,
+    e.g. tiny_config(optim={"loss": "bce"})."""
+    base: dict[str, dict[str, object]] = {
+        "data": {"max_sessions": 6, "max_labels": 8},
+        "doc2vec": {"vector_size": 8, "epochs": 5, "infer_epochs": 5},
+        "model": {"hidden": (32, 16), "label_emb_dim": 8, "cross_rank": 2, "copurchase_rank": 4},
+        "optim": {"max_epochs": 4, "patience": 2},
+    }
+    values: dict[str, object] = {"threads": 1}
+    for name in set(base) | set(sections):
+        values[name] = base.get(name, {}) | sections.get(name, {})
+    return TrainConfig.model_validate(values)
 
 
 def tiny_encoder(data: ProcessedData, config: TrainConfig) -> Doc2VecEncoder:
     sessions = [s for _, _, _, history, _ in data.client_histories() for s in history[:-2]]
     model = train_doc2vec(sessions, data.vocab.labels, config)
-    return Doc2VecEncoder(model, data.vocab.labels, epochs=config.d2v_infer_epochs, seed=config.seed)
-
-
-def hist_baskets(hist: torch.Tensor, n_labels: int) -> Baskets:
-    """training/knn_baselines' Baskets of a model `hist` tensor: its non-empty sessions, age 0 the newest."""
-    owner, age, labels = [], [], []
-    for b, sessions in enumerate(hist.tolist()):
-        kept = [s for s in ([i for i in session if i != PAD] for session in sessions) if s]
-        for a, session in enumerate(reversed(kept)):
-            owner.append(b)
-            age.append(a)
-            labels.append(np.asarray(session, dtype=np.int64))
-    return Baskets(np.asarray(owner), np.asarray(age), labels, n_owners=len(hist), n_labels=n_labels)
+    return Doc2VecEncoder(model, data.vocab.labels, epochs=config.doc2vec.infer_epochs, seed=config.seed)

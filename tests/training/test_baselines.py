@@ -1,9 +1,41 @@
-import numpy as np
+"""Every baseline behind one interface, on hand-computed cases."""
 
-from training.baselines import GlobalPopularity, PersonalPopularity, fit_baselines, session_counts
-from training.evaluate import top_k
+import numpy as np
+import pytest
+
+from training.baselines import (
+    BASELINES,
+    Baskets,
+    GlobalPopularity,
+    ItemKNN,
+    PersonalPopularity,
+    Pool,
+    RecencyPopularity,
+    TifuKNN,
+    fit_baselines,
+    session_counts,
+)
+from training.baselines.knn import TIFU_GRID, cooccurrence_cosine, tifu_vectors
+from training.baselines.popularity import recency_ppop
+from training.features import ClientRecord, Examples, split_examples
+from training.metrics import top_k
 
 HISTORIES = [[[0, 1], [1, 2]], [[1], [3]], [[1, 3]]]  # label 1 in 4 sessions, 3 in 2, 0 and 2 in 1
+
+
+def examples(histories: list[list[list[int]]], targets: list[list[int]] | None = None) -> Examples:
+    n = len(histories)
+    return Examples(list(range(n)), histories, [0] * n, [0] * n, targets or [[0]] * n)
+
+
+def pool(histories: list[list[list[int]]], *, max_neighbours: int = 100) -> Pool:
+    """A pool whose clients 0.. hold `histories` before their validation sessions."""
+    records = [ClientRecord(c, 0, 0, [*h, [0], [0]]) for c, h in enumerate(histories)]
+    return Pool.of(records, max_neighbours=max_neighbours, seed=0)
+
+
+def one_owner(history: list[list[int]], n_labels: int) -> Baskets:
+    return Baskets.of([history], n_labels)
 
 
 def test_session_counts_counts_sessions_per_label() -> None:
@@ -11,25 +43,98 @@ def test_session_counts_counts_sessions_per_label() -> None:
 
 
 def test_gpop_ranks_by_sessions_overall_same_for_everyone() -> None:
-    gpop = GlobalPopularity(5).fit(HISTORIES)
-    ranked = top_k(gpop.score([[[4]], []]), 3)
-    assert ranked == [[1, 3, 0], [1, 3, 0]]  # ties (0 and 2) broken by the lower id
+    gpop = GlobalPopularity(5).fit(pool(HISTORIES), examples([[]]))
+    assert top_k(gpop.score(examples([[[4]], []])), 3) == [[1, 3, 0], [1, 3, 0]]  # ties: lower id
 
 
 def test_ppop_own_counts_first_then_gpop_order() -> None:
-    ppop = PersonalPopularity(5).fit(HISTORIES)
+    ppop = PersonalPopularity(5).fit(pool(HISTORIES), examples([[]]))
     # own: label 2 twice, label 0 once; then G-Pop order for the rest (1, 3, then 4 unseen)
-    assert top_k(ppop.score([[[2], [2, 0]]]), 5) == [[2, 0, 1, 3, 4]]
+    assert top_k(ppop.score(examples([[[2], [2, 0]]])), 5) == [[2, 0, 1, 3, 4]]
 
 
 def test_ppop_empty_history_equals_gpop() -> None:
-    ppop = PersonalPopularity(5).fit(HISTORIES)
-    gpop = GlobalPopularity(5).fit(HISTORIES)
-    assert top_k(ppop.score([[]]), 5) == top_k(gpop.score([[]]), 5)
-    assert ppop.score([]).shape == (0, 5)
+    fitted = fit_baselines(pool(HISTORIES), examples([[]]), 5)
+    ppop, gpop = fitted[1], fitted[0]
+    assert top_k(ppop.score(examples([[]])), 5) == top_k(gpop.score(examples([[]])), 5)
+    assert ppop.score(examples([])).shape == (0, 5)
 
 
-def test_fit_baselines_returns_named_fitted_baselines() -> None:
-    baselines = fit_baselines(HISTORIES, 5)
-    assert [b.name for b in baselines] == ["G-Pop", "P-Pop"]
-    assert all(np.isfinite(b.score([[[0]]])).all() for b in baselines)
+def test_fit_baselines_returns_every_baseline_named_and_scoring() -> None:
+    fitted = fit_baselines(pool(HISTORIES), examples(HISTORIES, [[1], [3], [1]]), 5)
+    assert [b.name for b in fitted] == ["G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN"]
+    assert [type(b) for b in fitted] == list(BASELINES)
+    assert all(b.score(examples([[[0]]])).shape == (1, 5) for b in fitted)
+    assert set(fitted[-1].params) == set(TIFU_GRID)
+
+
+def test_recency_ppop_decay_half_weights_newest_basket_one() -> None:
+    assert recency_ppop(one_owner([[0, 1], [1]], 3), 0.5).tolist() == [[0.25, 0.75, 0.0]]  # / 2 baskets
+
+
+def test_recency_ppop_decay_one_counts_sessions() -> None:
+    counts = recency_ppop(one_owner([[0, 1], [1], [1, 2]], 3), 1.0) * 3  # / 3 baskets
+    assert counts[0].tolist() == pytest.approx([1.0, 3.0, 1.0])
+
+
+def test_recency_baseline_tuned_on_valid_prefers_newest() -> None:
+    # Every client switches to labels 2, 3 in its newest three baskets: decay < 1 wins on validation.
+    history = [[0, 1], [0, 1], [0, 1], [0, 1], [2, 3], [2, 3], [2, 3]]
+    valid = examples([history] * 5, [[2, 3]] * 5)
+    recency = RecencyPopularity(4).fit(pool([history] * 5), valid)
+    assert recency.params["decay"] < 1.0
+    assert top_k(recency.score(valid), 2) == [[2, 3]] * 5
+
+
+def test_tifu_vectors_five_baskets_groups_of_two_hand_computed() -> None:
+    # Basket k buys label k. Groups from the newest: {4, 3}, {2, 1}, {0} (partial, its mean divides by 1).
+    vec = tifu_vectors(one_owner([[0], [1], [2], [3], [4]], 5), group_size=2, within=0.5, across=0.5)
+    expected = np.array([0.25 / 1, 0.5 * 0.5 / 2, 0.5 / 2, 0.5 / 2, 1.0 / 2]) / 3
+    assert vec[0] == pytest.approx(expected)
+
+
+def test_cooccurrence_cosine_counts_shared_baskets() -> None:
+    sim = cooccurrence_cosine([[0, 1], [0, 1], [0]], 3)
+    assert sim[0, 1] == pytest.approx(2 / np.sqrt(3 * 2))
+    assert sim[0, 0] == pytest.approx(1.0)
+    assert sim[2].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_item_knn_scores_own_counts_through_the_cosine() -> None:
+    knn = ItemKNN(3).fit(pool([[[0, 1]], [[0, 1]], [[0]]]), examples([[]]))
+    own = knn.features(examples([[[0]]])).own
+    assert own[0, :2].tolist() == pytest.approx([1.0, 2 / np.sqrt(6)], abs=1e-6)
+
+
+def test_tifu_knn_never_picks_the_client_itself_as_neighbour() -> None:
+    # Client 0's history is unique; with k = 1 its neighbour must be client 1 or 2, never itself.
+    histories = [[[0], [0]], [[1], [1]], [[2], [2]]]
+    tifu = TifuKNN(3).fit(pool(histories), examples(histories, [[0], [1], [2]]))
+    tifu.params.update({"group_size": 2, "within": 1.0, "across": 1.0, "k": 1, "alpha": 0.5})
+    features = tifu.features(examples(histories[:1]))
+    assert features.own[0, 0].item() == pytest.approx(1.0)
+    assert features.neighbours[0, 0].item() == 0.0  # the neighbour (never itself) never bought 0
+
+
+def test_pool_caps_the_neighbours_with_a_seeded_sample() -> None:
+    records = [ClientRecord(c, 0, 0, [[c % 5], [1], [0]]) for c in range(50)]
+    capped = Pool.of(records, max_neighbours=10, seed=3)
+    assert len(capped.neighbour_rows) == 10 and len(capped.histories) == 50
+    assert (
+        capped.neighbour_rows.tolist() == Pool.of(records, max_neighbours=10, seed=3).neighbour_rows.tolist()
+    )
+    rows = capped.neighbour_row_of([int(capped.neighbour_rows[4]), -7])
+    assert rows.tolist() == [4, -1]
+
+
+def test_scores_order_ties_by_popularity_only() -> None:
+    # Own counts 1, 1, 2, 0; G-Pop prefers label 1 to label 0 and label 3 to everything.
+    ppop = PersonalPopularity(4).fit(pool([[[3]], [[3]], [[3], [1]]]), examples([[]]))
+    assert top_k(ppop.score(examples([[[0, 1, 2], [2]]])), 4) == [[2, 1, 0, 3]]
+
+
+def test_statistics_never_see_valid_or_test_baskets() -> None:
+    # Label 3 is bought only in client 1's valid and test baskets.
+    records = [ClientRecord(1, 0, 0, [[0], [0, 1], [3], [3]]), ClientRecord(2, 0, 0, [[1], [1, 2], [2], [0]])]
+    fitted = fit_baselines(Pool.of(records, max_neighbours=10, seed=0), split_examples(records, "valid"), 4)
+    assert fitted[0].popularity.tolist() == [2.0, 3.0, 1.0, 0.0]

@@ -15,7 +15,7 @@ from training.features import (
 
 @pytest.fixture(scope="module")
 def builder() -> FeatureBuilder:
-    data, config = make_processed(n_clients=20), tiny_config(max_sessions=3, max_labels=2)
+    data, config = make_processed(n_clients=20), tiny_config(data={"max_sessions": 3, "max_labels": 2})
     return FeatureBuilder(data.vocab, FeatureSchema.create(data.vocab, config), tiny_encoder(data, config))
 
 

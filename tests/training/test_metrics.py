@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from training.metrics import (
@@ -7,11 +8,15 @@ from training.metrics import (
     catalogue_coverage,
     hit_rate_at_k,
     mean_metric,
+    mean_ndcg,
     ndcg_at_k,
+    ndcg_by_history_length,
     paired_difference,
     precision_at_k,
     ranking_report,
     recall_at_k,
+    repeat_explore_report,
+    top_k,
 )
 
 ALL = (recall_at_k, precision_at_k, hit_rate_at_k, ndcg_at_k, average_precision_at_k)
@@ -88,3 +93,39 @@ def test_paired_difference_mean_and_standard_error_by_hand() -> None:
     assert paired_difference([], []) == (0.0, 0.0)
     with pytest.raises(ValueError):
         paired_difference([1.0], [])
+
+
+def test_top_k_best_first_ties_by_lower_id() -> None:
+    assert top_k(np.array([[0.1, 0.9, 0.9, 0.5], [1.0, 1.0, 1.0, 1.0]]), 3) == [[1, 2, 3], [0, 1, 2]]
+    assert top_k(np.array([[3.0, 1.0]]), 5) == [[0, 1]]  # k beyond the row: every id
+
+
+def test_mean_ndcg_equals_the_per_list_metric() -> None:
+    rng = np.random.default_rng(0)
+    scores = rng.random((30, 12))
+    truths = [set(rng.choice(12, size=int(rng.integers(0, 5)), replace=False).tolist()) for _ in range(30)]
+    expected = mean_metric(ndcg_at_k, top_k(scores, 10), truths, 10)
+    assert mean_ndcg(scores, truths, 10) == pytest.approx(expected, abs=1e-12)
+
+
+def test_repeat_explore_split_by_hand() -> None:
+    # user 0 bought 1, 2 before; truth {1, 5}: repeat {1}, explore {5}. Top 2: [1, 3] -> rep 1/1, expl 0/1.
+    # "new to you" (history removed): [5, 3] -> explore recall 1, NDCG 1.
+    # user 1 bought nothing before; truth {4}: explore only. Top 2 [4, 0]; new [4, 0].
+    report = repeat_explore_report([[1, 3], [4, 0]], [[5, 3], [4, 0]], [{1, 5}, {4}], [{1, 2}, set()], k=2)
+    assert report["recall_rep@2"] == pytest.approx(1.0)  # user 0 only: user 1 has no repeat part
+    assert report["recall_expl@2"] == pytest.approx((0.0 + 1.0) / 2)
+    assert report["repeat_share@2"] == pytest.approx((1 / 2 + 0.0) / 2)
+    assert report["truth_repeat_share"] == pytest.approx((1 / 2 + 0.0) / 2)
+    assert report["new_ndcg@2"] == pytest.approx(1.0) and report["new_recall@2"] == pytest.approx(1.0)
+
+
+def test_repeat_explore_without_any_part_is_zero() -> None:
+    report = repeat_explore_report([[0]], [[1]], [set()], [{0}], k=1)
+    assert report["recall_rep@1"] == 0.0 and report["new_ndcg@1"] == 0.0
+    assert report["repeat_share@1"] == 1.0
+
+
+def test_ndcg_by_history_length_buckets_only_users_present() -> None:
+    out = ndcg_by_history_length([[0], [1], [2]], [{0}, {0}, {2}], [2, 5, 60], k=1)
+    assert out == {"ndcg@1_hist_1-3": 1.0, "ndcg@1_hist_4-6": 0.0, "ndcg@1_hist_51+": 1.0}

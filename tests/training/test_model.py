@@ -1,3 +1,5 @@
+"""WideAndDeep from parts: features against plain Python, exact contributions, TorchScript, the start."""
+
 import math
 import subprocess
 import sys
@@ -9,14 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.training.synthetic import hist_baskets
 from training.artifacts import script_model
-from training.config import TrainConfig
-from training.errors import ConfigError
+from training.baselines import Baskets
+from training.baselines.knn import tifu_vectors
+from training.config import ModelConfig
 from training.features import PAD, FeatureSchema
-from training.knn_baselines import neighbour_mean, neighbour_order, tifu_vectors
-from training.model import DECAYS, WideAndDeep
-from training.train import init_label_bias
+from training.model import DECAYS, REPEAT_FEATURES, WideAndDeep
+from training.start import SCALE, BaselineStart, StartSpec, nearest, neighbour_mean, presence
 
 LABEL_CLAC1 = [0, 0, 1, 1, 2, 2, 2]  # 7 labels under 3 CLAC1
 SCHEMA = FeatureSchema(
@@ -37,21 +38,37 @@ HIST = torch.tensor(
     ]
 )
 GENDER, AGE = torch.tensor([1, 2]), torch.tensor([3, 0])
+# A hand-made neighbour pool: four clients' histories.
+POOL_HIST = torch.tensor(
+    [
+        [[PAD, PAD, PAD], [PAD, PAD, PAD], [0, 1, PAD], [2, PAD, PAD]],
+        [[PAD, PAD, PAD], [0, 3, PAD], [4, 5, PAD], [0, 3, 4]],
+        [[PAD, PAD, PAD], [PAD, PAD, PAD], [PAD, PAD, PAD], [6, 5, PAD]],
+        [[1, PAD, PAD], [1, 2, PAD], [0, PAD, PAD], [2, 6, PAD]],
+    ]
+)
+TIFU = StartSpec("TIFU-KNN", group_size=2, within=0.9, across=0.7, neighbours=2, alpha=0.3)
 
 
-def make_model(mode: str = "wide_deep") -> WideAndDeep:
+def make_start(spec: StartSpec = TIFU) -> BaselineStart:
+    start = BaselineStart(spec, 7, 4)
+    with torch.no_grad():
+        start.set_pool(start.own(presence(POOL_HIST, 7)))
+    return start
+
+
+def make_model(mode: str = "wide_deep", *, start: BaselineStart | None = None) -> WideAndDeep:
     torch.manual_seed(0)
-    model = WideAndDeep(
-        SCHEMA, LABEL_CLAC1, mode=mode, hidden=(16, 8), label_emb_dim=4, cross_rank=2, copurchase_rank=3
-    )
-    with torch.no_grad():  # non-zero wide weights so every wide term shows in the output
+    config = ModelConfig(mode=mode, hidden=(16, 8), label_emb_dim=4, cross_rank=2, copurchase_rank=3)
+    model = WideAndDeep(SCHEMA, LABEL_CLAC1, config, start)
+    with torch.no_grad():  # non-zero weights everywhere, so every term shows in the output
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
     return model.eval()
 
 
-def reference_wide_inputs(hist: list[list[list[int]]], gender: int, age: int) -> dict[str, list[float]]:
-    """Plain-Python version of WideAndDeep.wide_inputs for one example."""
+def reference_features(hist: list[list[list[int]]], gender: int, age: int) -> dict[str, list[float]]:
+    """Plain-Python HistoryStats for one example."""
     s, n, c = len(hist), len(LABEL_CLAC1), 3
     nonempty = [sess for sess in hist if any(i != PAD for i in sess)]
     repeat, seen_clac1 = [], set()
@@ -78,22 +95,31 @@ def test_forward_returns_one_logit_per_label(mode: str) -> None:
     assert torch.isfinite(logits).all()
 
 
-def test_wide_inputs_equal_plain_python_reference() -> None:
-    features = make_model().wide_inputs(HIST, GENDER, AGE)
+def test_features_equal_plain_python_reference() -> None:
+    features = make_model().features(HIST, GENDER, AGE)
+    assert features.repeat.shape[-1] == len(REPEAT_FEATURES)
     for b in range(2):
-        expected = reference_wide_inputs(HIST[b].tolist(), int(GENDER[b]), int(AGE[b]))
+        expected = reference_features(HIST[b].tolist(), int(GENDER[b]), int(AGE[b]))
         for name, values in expected.items():
-            assert features[name][b].flatten().tolist() == pytest.approx(values, abs=1e-6), name
+            assert getattr(features, name)[b].flatten().tolist() == pytest.approx(values, abs=1e-6), name
 
 
-def test_parts_sum_to_forward_and_ablations_zero_a_part() -> None:
+@pytest.mark.parametrize("start", [None, "tifu"])
+def test_contributions_sum_exactly_to_forward_and_ablations_zero_a_part(start: str | None) -> None:
     doc = torch.randn(2, 5)
-    model = make_model()
-    wide, deep = model.parts(HIST, GENDER, AGE, doc)
-    assert torch.allclose(wide + deep, model(HIST, GENDER, AGE, doc))
-    assert not torch.all(wide == 0) and not torch.all(deep == 0)
-    assert torch.all(make_model("wide").parts(HIST, GENDER, AGE, doc)[1] == 0)
-    assert torch.all(make_model("deep").parts(HIST, GENDER, AGE, doc)[0] == 0)
+    model = make_model(start=make_start() if start else None)
+    wide, deep = model.contributions(model.features(HIST, GENDER, AGE), GENDER, AGE, doc)
+    total = deep + sum(wide)
+    assert torch.allclose(total, model(HIST, GENDER, AGE, doc), atol=1e-6)
+    assert all(not torch.all(term == 0) for term in wide[:6]) and not torch.all(deep == 0)
+    assert (not torch.all(wide.start_own == 0)) == (start is not None)
+    wide_only = make_model("wide")
+    assert torch.all(wide_only.contributions(wide_only.features(HIST, GENDER, AGE), GENDER, AGE, doc)[1] == 0)
+    deep_only = make_model("deep")
+    assert all(
+        torch.all(t == 0)
+        for t in deep_only.contributions(deep_only.features(HIST, GENDER, AGE), GENDER, AGE, doc)[0]
+    )
 
 
 def test_repeat_weight_raises_a_rebought_label() -> None:
@@ -101,13 +127,13 @@ def test_repeat_weight_raises_a_rebought_label() -> None:
     doc = torch.zeros(2, 5)
     before = model(HIST, GENDER, AGE, doc)[0, 0] - model(HIST, GENDER, AGE, doc)[1, 0]
     with torch.no_grad():
-        model.repeat_shared[0] += 1.0  # log1p(count) weight: label 0 was bought in 2 sessions
+        model.wide.repeat_shared[0] += 1.0  # log1p(count) weight: label 0 was bought in 2 sessions
     after = model(HIST, GENDER, AGE, doc)[0, 0] - model(HIST, GENDER, AGE, doc)[1, 0]
     assert float((after - before).detach()) == pytest.approx(math.log1p(2), abs=1e-5)
 
 
 def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path) -> None:
-    model, doc = make_model(), torch.randn(2, 5)
+    model, doc = make_model(start=make_start()), torch.randn(2, 5)
     script_model(model).save(str(tmp_path / "model.pt"))
     torch.save(
         {"inputs": (HIST, GENDER, AGE, doc), "expected": model(HIST, GENDER, AGE, doc)}, tmp_path / "case.pt"
@@ -123,9 +149,11 @@ def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path)
         model = torch.jit.load("model.pt")
         case = torch.load("case.pt")
         logits = model(*case["inputs"])
-        wide, deep = model.parts(*case["inputs"])
+        hist, gender, age, doc = case["inputs"]
+        wide, deep = model.contributions(model.features(hist, gender, age, None), gender, age, doc)
         assert torch.allclose(logits, case["expected"], atol=1e-6), (logits, case["expected"])
-        assert torch.allclose(wide + deep, logits, atol=1e-6)
+        assert torch.allclose(sum(wide) + deep, logits, atol=1e-5)
+        assert wide.start_own.abs().sum() > 0  # the start's features travel in the graph
         print("ok")
     """)
     done = subprocess.run(
@@ -140,134 +168,47 @@ def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path)
     assert done.stdout.strip() == "ok"
 
 
-# A hand-made neighbour pool: four clients' histories, each with a distinct cosine to HIST[0].
-POOL_HIST = torch.tensor(
-    [
-        [[PAD, PAD, PAD], [PAD, PAD, PAD], [0, 1, PAD], [2, PAD, PAD]],
-        [[PAD, PAD, PAD], [0, 3, PAD], [4, 5, PAD], [0, 3, 4]],
-        [[PAD, PAD, PAD], [PAD, PAD, PAD], [PAD, PAD, PAD], [6, 5, PAD]],
-        [[1, PAD, PAD], [1, 2, PAD], [0, PAD, PAD], [2, 6, PAD]],
+def baskets_of(hist: torch.Tensor) -> Baskets:
+    """The baselines' Baskets of a model `hist` tensor: its non-empty sessions, oldest first."""
+    histories = [
+        [[i for i in s if i != PAD] for s in sessions if any(i != PAD for i in s)]
+        for sessions in hist.tolist()
     ]
-)
+    return Baskets.of(histories, 7)
 
 
-def neighbour_model(k: int, decay: float = 0.7) -> WideAndDeep:
-    model = WideAndDeep(
-        SCHEMA, LABEL_CLAC1, hidden=(8,), label_emb_dim=0, neighbours=k, neighbour_decay=decay
+@pytest.mark.parametrize("decay", [(2, 0.9, 0.7), (1, 1.0, 1.0), (3, 0.5, 0.8), (7, 1.0, 0.6)])
+def test_in_graph_own_vector_equals_the_tifu_knn_baseline(decay: tuple[int, float, float]) -> None:
+    group_size, within, across = decay
+    start = BaselineStart(StartSpec("TIFU-KNN", group_size, within, across), 7, 4)
+    expected = tifu_vectors(baskets_of(POOL_HIST), group_size=group_size, within=within, across=across)
+    assert start.own(presence(POOL_HIST, 7)).numpy() == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(("k", "exclude"), [(1, [-1, -1]), (2, [1, -1]), (3, [0, 3])])
+def test_in_graph_neighbour_mean_equals_plain_numpy(k: int, exclude: list[int]) -> None:
+    start = make_start(StartSpec("TIFU-KNN", 2, 0.9, 0.7, neighbours=k, alpha=0.3))
+    got = start(presence(HIST, 7), torch.tensor(exclude)).neighbours
+    own = start.own(presence(HIST, 7)).numpy()
+    pool = start.pool.numpy()
+    for b in range(2):
+        dist = ((pool - own[b]) ** 2).sum(1)
+        if exclude[b] >= 0:
+            dist[exclude[b]] = np.inf
+        rows = np.argsort(dist, kind="stable")[:k]
+        assert got[b].numpy() == pytest.approx(pool[rows].mean(0), abs=1e-6)
+    assert nearest(torch.from_numpy(own), start.pool, start.pool_sq, 4, torch.tensor([0, 0]))[
+        :, -1
+    ].tolist() == [0, 0]
+    assert neighbour_mean(start.pool, torch.zeros(2, 0, dtype=torch.int64)).shape == (2, 7)
+
+
+def test_start_weights_begin_at_scale_times_alpha() -> None:
+    start = make_start()
+    assert start.own_shared.item() == pytest.approx(3.0) and start.neighbour_shared.item() == pytest.approx(
+        7.0
     )
-    model.set_pool(POOL_HIST)
-    return model.eval()
-
-
-def reference_neighbour_score(hist: list[list[int]], k: int, decay: float, exclude: int) -> np.ndarray:
-    """Plain-numpy WideAndDeep.neighbour_score for one example."""
-
-    def vector(h: list[list[int]]) -> np.ndarray:
-        v = np.zeros(len(LABEL_CLAC1))
-        for j, session in enumerate(h):
-            for label in {i for i in session if i != PAD}:
-                v[label] += decay ** (len(h) - 1 - j)
-        norm = np.linalg.norm(v)
-        return v / norm if norm > 0 else v
-
-    pool = np.stack([vector(h) for h in POOL_HIST.tolist()])
-    sims = pool @ vector(hist)
-    if exclude >= 0:
-        sims[exclude] = -np.inf
-    top = np.argsort(-sims, kind="stable")[:k]
-    weights = np.clip(sims[top], 0.0, None)
-    score = weights @ pool[top] / weights.sum()
-    return score / score.max()
-
-
-@pytest.mark.parametrize(("k", "exclude"), [(1, [-1, -1]), (2, [-1, -1]), (2, [1, -1]), (3, [3, 0])])
-def test_neighbour_score_equals_numpy_reference(k: int, exclude: list[int]) -> None:
-    model = neighbour_model(k)
-    got = model.neighbour_score(HIST, torch.tensor(exclude))
-    expected = reference_neighbour_score(HIST[0].tolist(), k, 0.7, exclude[0])
-    assert got[0].tolist() == pytest.approx(expected.tolist(), abs=1e-5)
-    assert torch.all(got[1] == 0)  # no history: no similar client, no neighbour vote
-
-
-def test_neighbour_score_excludes_own_client() -> None:
-    model = neighbour_model(1)
-    own = POOL_HIST[1:2]  # pool client 1's own history: without exclusion, it is its own nearest neighbour
-    pool_row = model.pool[1] / model.pool[1].max()
-    assert torch.allclose(model.neighbour_score(own)[0], pool_row)
-    excluded = model.neighbour_score(own, torch.tensor([1]))[0]
-    assert not torch.allclose(excluded, pool_row)
-    expected = reference_neighbour_score(own[0].tolist(), 1, 0.7, 1)
-    assert excluded.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
-
-
-def test_neighbour_feature_is_off_by_default_and_scripted_with_exclude() -> None:
-    assert make_model().pool.shape == (0, 7)
-    assert "neighbour" not in make_model().wide_inputs(HIST, GENDER, AGE)
-    model, doc, exclude = neighbour_model(2), torch.randn(2, 5), torch.tensor([1, -1])
-    with torch.no_grad():
-        model.neighbour_shared.fill_(2.0)
-    scripted = script_model(model)
-    assert torch.allclose(scripted(HIST, GENDER, AGE, doc, exclude), model(HIST, GENDER, AGE, doc, exclude))
-    assert torch.allclose(scripted(HIST, GENDER, AGE, doc), model(HIST, GENDER, AGE, doc))
-    assert not torch.allclose(scripted(HIST, GENDER, AGE, doc, exclude), scripted(HIST, GENDER, AGE, doc))
-
-
-def test_neighbour_config_rejects_bad_values_and_bias_init_scales_the_start() -> None:
-    with pytest.raises(ConfigError):
-        TrainConfig(neighbours=-1)
-    with pytest.raises(ConfigError):
-        TrainConfig(neighbour_decay=0.0)
-    model, targets = neighbour_model(1), [[0], [0, 1], [2]]
-    init_label_bias(model, targets, 7, scale=0.5)
-    assert model.bias[0].item() == pytest.approx(0.5 * math.log((2 / 3) / (1 / 3)), abs=1e-5)
-    init_label_bias(model, targets, 7, scale=0.0)
-    assert torch.all(model.bias == 0)
-
-
-def tifu_model(k: int, tifu: tuple[int, float, float]) -> WideAndDeep:
-    model = WideAndDeep(SCHEMA, LABEL_CLAC1, hidden=(8,), label_emb_dim=0, neighbours=k, tifu=tifu)
-    model.set_pool(POOL_HIST)
-    return model.eval()
-
-
-@pytest.mark.parametrize("tifu", [(1, 1.0, 0.9), (2, 0.8, 0.6), (3, 0.9, 1.0), (4, 0.5, 0.5)])
-def test_tifu_vector_equals_knn_baseline(tifu: tuple[int, float, float]) -> None:
-    model = tifu_model(2, tifu)
-    size, within, across = tifu
-    for hist in (HIST, POOL_HIST):
-        baskets = hist_baskets(hist, len(LABEL_CLAC1))
-        expected = tifu_vectors(baskets, group_size=size, within=within, across=across)
-        assert model.tifu_vector(hist).numpy() == pytest.approx(expected, abs=1e-6)
-
-
-@pytest.mark.parametrize(("k", "exclude"), [(1, [-1, -1]), (2, [0, -1]), (3, [3, 2])])
-def test_tifu_neighbour_feature_equals_knn_baseline(k: int, exclude: list[int]) -> None:
-    model = tifu_model(k, (2, 0.8, 0.6))
-    f = model.wide_inputs(HIST, GENDER, AGE, torch.tensor(exclude))
-    pool = tifu_vectors(hist_baskets(POOL_HIST, len(LABEL_CLAC1)), group_size=2, within=0.8, across=0.6)
-    query = tifu_vectors(hist_baskets(HIST, len(LABEL_CLAC1)), group_size=2, within=0.8, across=0.6)
-    expected = neighbour_mean(pool, neighbour_order(query, pool, np.asarray(exclude)), k)
-    assert f["neighbour"].numpy() == pytest.approx(expected, abs=1e-6)
-    assert f["tifu"].numpy() == pytest.approx(query, abs=1e-6)
-
-
-def test_tifu_model_is_scripted_with_and_without_exclude() -> None:
-    model, doc, exclude = tifu_model(2, (2, 0.8, 0.6)), torch.randn(2, 5), torch.tensor([1, -1])
-    with torch.no_grad():
-        model.tifu_shared.fill_(3.0)
-        model.neighbour_shared.fill_(2.0)
-        model.tifu_gate_bias.fill_(0.5)
-    scripted = script_model(model)
-    for args in ((HIST, GENDER, AGE, doc, exclude), (HIST, GENDER, AGE, doc)):
-        assert torch.allclose(scripted(*args), model(*args), atol=1e-6)
-    assert not torch.allclose(scripted(HIST, GENDER, AGE, doc, exclude), scripted(HIST, GENDER, AGE, doc))
-
-
-def test_tifu_is_off_by_default_and_its_weights_then_change_nothing() -> None:
-    model, doc = make_model(), torch.randn(2, 5)
-    assert "tifu" not in model.wide_inputs(HIST, GENDER, AGE)
-    before = model(HIST, GENDER, AGE, doc)
-    with torch.no_grad():
-        model.tifu_shared.fill_(5.0)
-        model.tifu_gate_bias.fill_(5.0)
-    assert torch.equal(model(HIST, GENDER, AGE, doc), before)
+    ppop = BaselineStart(StartSpec("P-Pop"), 7, 4)
+    assert (ppop.own_shared.item(), ppop.neighbour_shared.item()) == (SCALE, 0.0)
+    gpop = BaselineStart(StartSpec("G-Pop", alpha=0.0, popularity=1.0), 7, 4)
+    assert gpop.own_shared.item() == 0.0

@@ -11,13 +11,14 @@ from training.pipeline import data_fingerprint, run_training
 
 FAST = (
     "threads=1",
-    "max_epochs=6",
-    "patience=2",
-    "d2v_epochs=5",
-    "d2v_infer_epochs=5",
-    "d2v_vector_size=16",
-    "hidden=[64, 32]",
+    "optim.max_epochs=6",
+    "optim.patience=2",
+    "doc2vec.epochs=5",
+    "doc2vec.infer_epochs=5",
+    "doc2vec.vector_size=16",
+    "model.hidden=[64, 32]",
 )
+BASELINES = ["G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN"]
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +38,37 @@ def test_run_training_end_to_end_beats_gpop_and_switches_current(
     assert (tmp_path / CURRENT).resolve() == version.resolve()
     metadata = json.loads((version / "metadata.json").read_text())
     test = metadata["metrics"]["test"]
-    assert set(test) == {"W&D", "wide-only", "deep-only", "G-Pop", "P-Pop"}
-    assert test["W&D"]["ndcg@10"] > test["G-Pop"]["ndcg@10"]
+    assert list(test) == ["Wide & Deep", "wide-only", "deep-only", *BASELINES]
+    assert test["Wide & Deep"]["ndcg@10"] > test["G-Pop"]["ndcg@10"]
     for name in ("report.md", "metrics.json", "curves.png"):
         assert name in metadata["files"]
     assert metadata["data"]["fingerprint"] == data_fingerprint(tiny_data)
     assert metadata["feature_schema"]["n_labels"] == metadata["n_labels"]
+    # The card: the model against the best baseline of each split, and where training started.
+    card = metadata["card"]
+    assert card["model"] == "Wide & Deep" and card["baselines"] == BASELINES
+    start = card["start"]
+    assert start["chosen"] == "auto"
+    assert start["baseline"] == max(
+        start["baselines_valid_ndcg@10"], key=start["baselines_valid_ndcg@10"].get
+    )
+    assert start["valid_ndcg@10"] == pytest.approx(start["baselines_valid_ndcg@10"][start["baseline"]])
+    for split in ("valid", "test"):
+        table = metadata["metrics"][split]
+        paired = card["paired_ndcg@10"][split]
+        assert paired["versus"] == max(BASELINES, key=lambda b: table[b]["ndcg@10"])
+        assert paired["mean"] == pytest.approx(
+            table["Wide & Deep"]["ndcg@10"] - table[paired["versus"]]["ndcg@10"]
+        )
+        for metric in (
+            "recall_rep@10",
+            "recall_expl@10",
+            "new_ndcg@10",
+            "repeat_share@10",
+            "ndcg@10_hist_7-10",
+        ):
+            assert all(0.0 <= values[metric] <= 1.0 for values in table.values()), metric
+    assert "new_ndcg@10" in (version / "report.md").read_text()
     loaded = load_artifacts(tmp_path)
     assert loaded.clients.height == metadata["n_clients"]
     assert "products" in metadata["timings"] and loaded.products is not None
@@ -53,12 +79,12 @@ def test_run_training_end_to_end_beats_gpop_and_switches_current(
     assert loaded.products.catalogue["PD_C"].is_in(sold.implode()).all()
     # `wdrec evaluate` recomputes the same test figures from the artifacts alone.
     again = run_evaluate(tmp_path)
-    assert again["test"]["W&D"]["ndcg@10"] == pytest.approx(test["W&D"]["ndcg@10"], abs=1e-9)
-    assert again["test"]["P-Pop"] == pytest.approx(test["P-Pop"])
-    assert "W&D" in capsys.readouterr().out
+    assert again["test"]["Wide & Deep"]["ndcg@10"] == pytest.approx(test["Wide & Deep"]["ndcg@10"], abs=1e-9)
+    assert again["test"]["TIFU-KNN"] == pytest.approx(test["TIFU-KNN"])
+    assert "Wide & Deep" in capsys.readouterr().out
 
 
 def test_run_training_bad_override_fails_before_any_write(tiny_data: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError):
-        run_training(tiny_data, tmp_path / "artifacts", overrides=["mode=nope"])
+        run_training(tiny_data, tmp_path / "artifacts", overrides=["model.mode=nope"])
     assert not (tmp_path / "artifacts").exists()

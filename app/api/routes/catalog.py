@@ -10,7 +10,6 @@ from app.api.deps import RecommenderDep
 from app.api.errors import error_responses
 from app.recommender import Recommender
 from app.schemas import (
-    MODEL_METHOD,
     ClientDetail,
     ClientsPage,
     ClientSummary,
@@ -19,6 +18,7 @@ from app.schemas import (
     LabelsResponse,
     ModelCard,
     SessionLabel,
+    model_method,
     trained_on,
 )
 
@@ -59,10 +59,11 @@ def model_card(recommender: Recommender) -> ModelCard:
         version=str(meta["version"]),
         created_at=str(meta["created_at"]),
         trained_on=trained_on(meta),
-        model_method=MODEL_METHOD,
+        model_method=model_method(meta),
         n_labels=recommender.vocab.n_labels,
         n_clients=recommender.n_clients,
         metrics=meta.get("metrics", {}),
+        card=meta.get("card", {}),
         funnel=meta.get("funnel", []),
         config=meta.get("config", {}),
         feature_schema=meta.get("feature_schema", {}),

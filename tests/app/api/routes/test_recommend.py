@@ -10,8 +10,7 @@ from app.core.config import Settings
 from app.main import create_app
 from app.recommender import Recommender
 from training.artifacts import ArtifactSet
-from training.evaluate import records_from_clients
-from training.features import split_examples
+from training.features import records_of, split_examples
 
 pytestmark = pytest.mark.slow  # needs the session's trained artifacts
 
@@ -36,7 +35,7 @@ def test_recommend_known_client_returns_ranked_top_k(
     assert scores == sorted(scores, reverse=True)
     model = body["model"]
     assert model["version"] == artifacts.metadata["version"]
-    assert model["metrics"]["ndcg@10"] == artifacts.metadata["metrics"]["test"]["W&D"]["ndcg@10"]
+    assert model["metrics"]["ndcg@10"] == artifacts.metadata["metrics"]["test"]["Wide & Deep"]["ndcg@10"]
     assert model["trained_on"]["profile"] == "lpoint"
 
 
@@ -83,9 +82,7 @@ def test_score_matches_the_training_side_scores_for_test_histories(
     client: TestClient, artifacts: ArtifactSet
 ) -> None:
     """POST /score with the sessions before each client's test session = the evaluation's features + model."""
-    records = records_from_clients(artifacts.clients.select("CLNT_ID", "gender", "age", "sessions").rows())[
-        :5
-    ]
+    records = records_of(artifacts.clients)[:5]
     examples = split_examples(records, "test")
     with torch.inference_mode():
         inputs = artifacts.builder.build_batch(examples.histories, examples.genders, examples.ages)
