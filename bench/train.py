@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import write_results
-from training.evaluate import format_table
+from training.evaluate import report_text
 from training.generate import generate
 from training.pipeline import run_training
 
@@ -56,6 +56,7 @@ def run(preset: str, clients: int, overrides: list[str]) -> dict[str, Any]:
         "n_clients": metadata["n_clients"],
         "n_labels": metadata["n_labels"],
         "metrics": metadata["metrics"],
+        "card": metadata["card"],
     }
 
 
@@ -80,8 +81,8 @@ def markdown(result: dict[str, Any]) -> str:
         "| model | epochs (best) | seconds | examples/s | vs deep-only |\n|---|---|---|---|---|\n"
         + models
         + "\n\n"
-        "## test\n\n" + format_table(result["metrics"]["test"]) + "\n\n"
-        "## valid\n\n" + format_table(result["metrics"]["valid"]) + "\n"
+        + report_text(result["metrics"], result["card"])
+        + "\n"
     )
 
 
@@ -90,7 +91,7 @@ def main() -> None:
     parser.add_argument("--preset", choices=["default", "lpoint"], default="default")
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="training config override"
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="training config override"
     )
     parser.add_argument("--name", default="train", help="results/<name>.json and .md (default train)")
     args = parser.parse_args()

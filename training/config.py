@@ -77,8 +77,9 @@ class StartConfig(Section):
     baseline: StartBaseline = "auto"  # "auto": the baseline with the best validation NDCG@10; "none":
     # every weight from its usual init. On The Complete Journey, training from scratch stayed below
     # P-Pop; started at TIFU-KNN it ends above it (results/completejourney.md)
-    neighbour_pool: int = Field(4096, gt=0)  # at most this many clients' history vectors in the graph
-    # (a seeded sample beyond): a request's neighbour search costs pool x labels, whatever the client count
+    neighbour_pool: int = Field(1000, gt=0)  # at most this many clients' vectors in the graph (a seeded
+    # sample beyond): a request's neighbour search costs pool x labels whatever the client count, and
+    # model.pt stays ~10 MB (results/neighbours.md)
 
 
 class OptimConfig(Section):

@@ -30,7 +30,7 @@ class HistoryFeatures(NamedTuple):
     """What the model derives from a batch's raw ids (see `HistoryStats.forward` for the formulas)."""
 
     presence: torch.Tensor  # [B, S, N] 1 where session s holds label n
-    count: torch.Tensor  # [B, N] sessions holding n
+    counts: torch.Tensor  # [B, N] sessions holding n
     repeat: torch.Tensor  # [B, N, len(REPEAT_FEATURES)]
     recent: torch.Tensor  # [B, N] the 0.5-decayed count: what the co-purchase map reads
     clac1: torch.Tensor  # [B, C] multi-hot of the history's CLAC1
@@ -91,7 +91,7 @@ class HistoryStats(nn.Module):
         empty = torch.zeros(hist.shape[0], 0, device=hist.device)
         return HistoryFeatures(
             presence=presence,
-            count=count,
+            counts=count,
             repeat=torch.cat([basic, decayed], dim=-1),
             recent=decayed[:, :, 0],
             clac1=clac1,
@@ -135,10 +135,10 @@ class Wide(nn.Module):
         demo = nn.functional.embedding_bag(
             f.demo_cross, self.demo_cross_emb, per_sample_weights=f.clac1, mode="sum"
         )
-        zeros = torch.zeros_like(f.count)
+        zeros = torch.zeros_like(f.counts)
         own, near = (zeros, zeros) if self.start is None else self.start.terms(f.start)
         return WideTerms(
-            bias=self.bias.expand_as(f.count),
+            bias=self.bias.expand_as(f.counts),
             clac1=f.clac1 @ self.clac1_weight,
             demo_cross=demo @ self.demo_cross_out,
             pair_cross=pair_z @ self.pair_out,
@@ -182,7 +182,7 @@ class Deep(nn.Module):
     ) -> torch.Tensor:
         inputs = [self.gender_emb(gender), self.age_emb(age), doc_vec]
         if self.use_label_emb:
-            inputs.append(f.count @ self.label_emb / f.count.sum(1, keepdim=True).clamp(min=1.0))
+            inputs.append(f.counts @ self.label_emb / f.counts.sum(1, keepdim=True).clamp(min=1.0))
         h = self.mlp(torch.cat(inputs, dim=1))
         logits = self.out(h) + (f.repeat * self.repeat_gate(h).unsqueeze(1)).sum(-1)
         if self.has_start:
@@ -232,7 +232,7 @@ class WideAndDeep(nn.Module):
             return f
         own_and_neighbours = start(f.presence, exclude)  # TorchScript has no NamedTuple._replace
         return HistoryFeatures(
-            f.presence, f.count, f.repeat, f.recent, f.clac1, f.demo_cross, f.pair, own_and_neighbours
+            f.presence, f.counts, f.repeat, f.recent, f.clac1, f.demo_cross, f.pair, own_and_neighbours
         )
 
     @torch.jit.export
@@ -241,7 +241,7 @@ class WideAndDeep(nn.Module):
     ) -> tuple[WideTerms, torch.Tensor]:
         """(the wide part's terms, the deep logit), each [B, N]; they sum to the logits exactly. A part
         dropped by `mode` is all zeros."""
-        zeros = torch.zeros_like(f.count)
+        zeros = torch.zeros_like(f.counts)
         wide = (
             self.wide(f, age)
             if self.use_wide

@@ -144,9 +144,9 @@ def choose_start(
     config: TrainConfig, baselines: Sequence[Baseline], valid_ndcg: Mapping[str, float]
 ) -> Baseline | None:
     """The baseline the wide part starts at: the configured one, or ("auto") the best on validation."""
-    wanted = config.start.baseline
-    if wanted == "none":
+    if config.start.baseline == "none":
         return None
+    wanted: str = config.start.baseline
     if wanted == "auto":
         wanted = max(valid_ndcg, key=lambda name: valid_ndcg[name])
     return next(b for b in baselines if b.name == wanted)

@@ -26,7 +26,7 @@ def parts() -> dict[str, Any]:
     schema = FeatureSchema.create(data.vocab, config)
     torch.manual_seed(0)
     return {
-        "model": build_model(schema, data.vocab, config, mode="wide_deep").eval(),
+        "model": build_model(schema, data.vocab, config, targets=[[0]]).eval(),
         "encoder": tiny_encoder(data, config),
         "vocab": data.vocab,
         "clients": clients_frame(client_records(data)),

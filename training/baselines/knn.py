@@ -82,7 +82,7 @@ class TifuKNN(Baseline):
         self.pool = pool
         truths = [set(t) for t in valid.targets]
         exclude = pool.neighbour_row_of(valid.clnt_ids)
-        best = (-1.0, {})
+        best: tuple[float, dict[str, float]] = (-1.0, {})
         for decay in _grid(("group_size", "within", "across")):
             query, neighbours = self._vectors(valid.histories, decay), self._neighbours(decay)
             k_max = min(int(max(TIFU_GRID["k"])), len(neighbours) - 1)
