@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SECONDS = 1800  # cold: a debootstrap base and ~400 MB of wheels; cached: under a minute
 UP_SECONDS = 1200  # the first `up` trains inside the container before the api starts
 # A bounded first training: the smoke test checks the plumbing, not the model (make run trains in full).
-TRAIN_ARGS = "--set ablations=false --set max_epochs=2"
+TRAIN_ARGS = "--set ablations=false --set optim.max_epochs=2"
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(BUILD_SECONDS + UP_SECONDS + 300)]
 
