@@ -261,7 +261,7 @@ def run(
         "model_version": model["version"],
         "n_labels": model["n_labels"],
         "n_clients": model["n_clients"],
-        "hidden": model["config"].get("hidden"),
+        "hidden": model["config"]["model"]["hidden"],
     }
     return {"setup": setup, "workers": results}
 
