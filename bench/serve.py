@@ -45,7 +45,8 @@ from bench import RESULTS, targets_table, write_results
 from tests.e2e.conftest import Server, running_server
 
 DEFAULT_ROOT = RESULTS / "tmp" / "serve"
-QUICK_TRAINING = ("optim.max_epochs=3", "ablations=false")  # the default architecture; accuracy is not measured
+# The default architecture; accuracy is not measured.
+QUICK_TRAINING = ("optim.max_epochs=3", "ablations=false")
 TARGET_RATIO, TARGET_RECOMMEND_P99_MS, TARGET_SCORE_P99_MS = 0.60, 25.0, 40.0
 WARM_UP_MAX_SECONDS = 30.0
 Request = tuple[str, str, bytes | None]  # method, path, JSON body
