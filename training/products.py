@@ -59,8 +59,9 @@ class ProductTables:
 
     def save(self, folder: Path) -> None:
         """Write the four Parquet files into `folder` (the artifact writer handles atomicity)."""
+        # Uncompressed: loading is a copy, not a decompression, and a loaded table costs its size on disk.
         for name, frame in zip(FILES, self._frames(), strict=True):
-            frame.write_parquet(folder / name, statistics=False)
+            frame.write_parquet(folder / name, compression="uncompressed", statistics=False)
 
     @classmethod
     def load(cls, folder: Path, summary: dict[str, Any]) -> ProductTables:
