@@ -8,9 +8,9 @@ model that `wdrec train --profile completejourney-cap10` trains (default setting
 results/tmp/products/ when there) and the product tables built by the product's own code from the sessions
 before each target: the top LABELS labels, PER_LABEL products each (app.products.ProductRanker), flattened
 into one top-10 list by the products' scores (label score x the product's share of the label for this
-client, so the labels' products interleave). Beside it, G-Pop, P-Pop and TIFU-KNN (hyperparameters chosen
-on validation, training/knn_baselines.py) run directly over all products. No statistic sees a validation
-or test basket. Each method's wall time and peak RSS above the RSS at its start are measured.
+client, so the labels' products interleave). Beside it, G-Pop, P-Pop and TIFU-KNN (the product's own
+training/baselines, tuned on validation) run directly over all products. No statistic sees a validation or
+test basket. Each method's wall time and peak RSS above the RSS at its start are measured.
 
 tables: the `wdrec train` steps "preprocess" (load, validate, the seed's rules) and "products" (the product
 tables) on the `lpoint` preset (5.0M Product rows), timed and sampled by the pipeline's own `Steps`; then
@@ -44,24 +44,11 @@ import numpy as np
 import polars as pl
 
 from bench import RESULTS, write_results
-from training.baselines import fit_baselines
+from training.baselines import GlobalPopularity, PersonalPopularity, Pool, TifuKNN
 from training.dataset import ProcessedData, Vocabulary
-from training.evaluate import MetricTable, evaluate_methods, top_k
-from training.features import ClientRecord, history_before_valid, split_examples
-from training.knn_baselines import (
-    STAT_SPLITS,
-    TIFU_GRID,
-    label_popularity,
-    mean_ndcg,
-    neighbour_mean,
-    neighbour_order,
-    pool_examples,
-    tifu_vectors,
-    with_popularity_ties,
-)
-from training.knn_baselines import split_examples as knn_examples
+from training.features import ClientRecord, split_examples
 from training.load import Tables
-from training.metrics import KS
+from training.metrics import KS, ndcg_at_k, paired_difference, per_user, ranking_report, top_k
 from training.pipeline import Steps, client_records
 from training.preprocess import get_profile, load_profile_tables, preprocess
 from training.products import build_catalogue, purchases, rank_tables, with_dates
@@ -74,11 +61,7 @@ PROFILE = "completejourney-cap10"
 # 0.25 and 4 at 20 labels: 0.1794, 0.1748).
 LABELS, PER_LABEL = 20, 10
 SPLITS = ("valid", "test")
-# TIFU-KNN's decays as validated over labels on the same data (results/completejourney.json, cap10): the full
-# grid over 24k products (36 decay settings, each a dense 801 x 801 x 24k neighbour product per k) takes
-# about an hour on this machine; k and alpha are still chosen on the product-level validation targets.
-tifu_user_vectors = functools.partial(tifu_vectors, group_size=3, within=1.0, across=0.9)
-TIFU_K = tuple(int(k) for k in TIFU_GRID["k"])
+STAT_SPLITS = ("context", "train")  # the sessions best sellers may count: never a validation or test basket
 Rankings = dict[str, list[list[int]]]  # split -> ranked product indices per client
 
 
@@ -113,11 +96,6 @@ class ProductData:
     @property
     def n_products(self) -> int:
         return len(self.universe)
-
-    def as_processed(self) -> ProcessedData:
-        """The product-level sessions as a ProcessedData whose "labels" are products (for TIFU-KNN)."""
-        vocab = Vocabulary([str(p) for p in self.universe], [0] * self.n_products, ["all products"])
-        return ProcessedData(vocab, self.data.clients, self.sessions, [], {})
 
 
 def two_stage(pdata: ProductData, artifacts: Path) -> Rankings:
@@ -166,43 +144,29 @@ def _no_brands() -> pl.DataFrame:
     return pl.DataFrame(schema={"PD_C": pl.Int64, "brand": pl.String})
 
 
-def popularity_baselines(pdata: ProductData) -> dict[str, Rankings]:
-    """G-Pop and P-Pop over all products (dense client x product score matrices)."""
-    baselines = fit_baselines([history_before_valid(r) for r in pdata.product_records], pdata.n_products)
+def baselines(pdata: ProductData, kinds: tuple[type[Any], ...]) -> dict[str, Rankings]:
+    """The product's own baselines (training/baselines) over all products: fitted on every client's history
+    before validation, tuned on the validation targets, ranking the valid and test targets."""
+    records = pdata.product_records
+    pool = Pool.of(records, max_neighbours=len(records), seed=0)
+    valid = split_examples(records, "valid")
+    fitted = [kind(pdata.n_products).fit(pool, valid) for kind in kinds]
     return {
-        b.name: {
-            split: top_k(b.score(split_examples(pdata.product_records, split).histories), max(KS))
-            for split in SPLITS
-        }
-        for b in baselines
+        b.name: {split: top_k(b.score(split_examples(records, split)), max(KS)) for split in SPLITS}
+        for b in fitted
     }
 
 
-def tifu_knn(pdata: ProductData) -> Rankings:
-    """TIFU-KNN over all products: the decays of tifu_user_vectors, k and alpha chosen on validation."""
-    processed = pdata.as_processed()
-    valid, test, pool = (
-        knn_examples(processed, "valid"),
-        knn_examples(processed, "test"),
-        pool_examples(processed),
-    )
-    popularity = label_popularity(processed)
-    neighbours = tifu_user_vectors(pool.history)
-    self_index = np.searchsorted(pool.clients, valid.clients)  # no client is its own neighbour
-
-    def blend(examples: Any) -> Callable[[int, float], np.ndarray]:
-        query = tifu_user_vectors(examples.history)
-        order = neighbour_order(query, neighbours, self_index)
-        near = {k: neighbour_mean(neighbours, order, k) for k in TIFU_K}
-        return lambda k, alpha: with_popularity_ties(alpha * query + (1 - alpha) * near[k], popularity)
-
-    on_valid = blend(valid)
-    k, alpha = max(
-        ((k, a) for k in TIFU_K for a in TIFU_GRID["alpha"]),
-        key=lambda ka: mean_ndcg(on_valid(*ka), valid.truth),
-    )
-    log.info("TIFU-KNN over products: k %d, alpha %.2f chosen on validation", k, alpha)
-    return {"valid": top_k(on_valid(k, alpha), max(KS)), "test": top_k(blend(test)(k, alpha), max(KS))}
+def metric_table(runs: dict[str, Rankings], split: str, pdata: ProductData) -> dict[str, dict[str, float]]:
+    """Each method's ranking metrics on `split`, and its per-client NDCG@10 difference to the first one."""
+    truths = [set(t) for t in split_examples(pdata.product_records, split).targets]
+    first = per_user(ndcg_at_k, next(iter(runs.values()))[split], truths, 10)
+    table = {}
+    for name, run in runs.items():
+        table[name] = ranking_report(run[split], truths, pdata.n_products, KS)
+        diff, se = paired_difference(per_user(ndcg_at_k, run[split], truths, 10), first)
+        table[name].update({"ndcg@10_minus_first": diff, "ndcg@10_minus_first_se": se})
+    return table
 
 
 def measured(run: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
@@ -245,14 +209,13 @@ def run_quality(data_dir: Path) -> dict[str, Any]:
     cost: dict[str, dict[str, float]] = {}
     name = "two-stage (W&D labels -> products)"
     runs[name], cost[name] = measured(functools.partial(two_stage, pdata, artifacts))
-    popular, cost["G-Pop + P-Pop"] = measured(functools.partial(popularity_baselines, pdata))
+    popular, cost["G-Pop + P-Pop"] = measured(
+        functools.partial(baselines, pdata, (GlobalPopularity, PersonalPopularity))
+    )
     runs.update(popular)
-    runs["TIFU-KNN"], cost["TIFU-KNN"] = measured(functools.partial(tifu_knn, pdata))
-    tables_by_split: dict[str, MetricTable] = {}
-    for split in SPLITS:
-        examples = split_examples(pdata.product_records, split)
-        rankers = {name: functools.partial(r.__getitem__, split) for name, r in runs.items()}
-        tables_by_split[split] = evaluate_methods(rankers, examples, pdata.n_products)
+    tifu, cost["TIFU-KNN"] = measured(functools.partial(baselines, pdata, (TifuKNN,)))
+    runs.update(tifu)
+    tables_by_split = {split: metric_table(runs, split, pdata) for split in SPLITS}
     n_clients = len(pdata.records)
     metadata = json.loads((artifacts / "current" / "metadata.json").read_text())
     return {
