@@ -38,21 +38,23 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOME=/home/wdrec \
     MPLCONFIGDIR=/tmp/matplotlib \
     WDREC_ARTIFACTS_DIR=/artifacts \
+    WDREC_STATE_DIR=/state \
     WDREC_DATA_DIR=/data \
     WDREC_HOST=0.0.0.0 \
     WDREC_PORT=8000
 RUN groupadd --gid 10001 wdrec \
     && useradd --create-home --uid 10001 --gid wdrec --shell /usr/sbin/nologin wdrec \
-    && mkdir -p /artifacts /data \
-    && chown wdrec:wdrec /artifacts
+    && mkdir -p /artifacts /data /state \
+    && chown wdrec:wdrec /artifacts /state
 COPY --from=builder /opt/venv /opt/venv
 # The script's mode comes from git (0755): the classic builder has no COPY --chmod.
 COPY docker/entrypoint.sh /usr/local/bin/wdrec-entrypoint
 # Numeric, so the host and Kubernetes runAsNonRoot can tell it is not root without the passwd file.
 USER 10001:10001
 WORKDIR /home/wdrec
-# A named volume mounted here starts with this folder's owner, so the non-root user can write artifacts.
-VOLUME ["/artifacts"]
+# A named volume mounted here starts with this folder's owner, so the non-root user can write artifacts
+# and, without WDREC_DATABASE_URL, the SQLite database of recorded sessions.
+VOLUME ["/artifacts", "/state"]
 EXPOSE 8000
 # /ready is 200 only once the artifacts are loaded; python's urllib, because the image has no curl.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \

@@ -271,7 +271,7 @@ def run_recommend(
     fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "parquet")
     client_ids = read_client_ids(clients_file) if clients_file else None
     # No ranking cache: each client is ranked once. max_k as the service has it, so k is bounded alike.
-    recommender = Recommender.load(settings.artifacts_dir, max_k=settings.max_k, cache_size=0)
+    recommender = Recommender.load(settings.artifacts_dir, max_k=settings.max_k)
     rows = client_rows(recommender, client_ids, clients_file)
     return write_recommendations(
         recommender,

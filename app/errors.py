@@ -93,3 +93,37 @@ class NotReadyError(ServiceError):
 
     def __init__(self) -> None:
         super().__init__("The model is not loaded yet")
+
+
+class SessionConflictError(ServiceError):
+    """The client already has a session with this ID, recorded with another body."""
+
+    code = "session_conflict"
+
+    def __init__(self, client_id: int, session_id: str, stored: Any) -> None:
+        super().__init__(
+            f"Client {client_id} already has a session {session_id!r} with another body",
+            details={"stored": stored},
+        )
+
+
+class UnknownProductsError(ServiceError):
+    """Some PD_C codes are not in the loaded catalogue, or their CLAC3 is not a label the model scores
+    (`without_label`)."""
+
+    code = "unknown_products"
+
+    def __init__(self, products: list[int], *, without_label: list[int]) -> None:
+        super().__init__(
+            f"Unknown products: {', '.join(map(str, products))}",
+            details={"unknown": products, "without_label": without_label},
+        )
+
+
+class StoreUnavailableError(ServiceError):
+    """The database did not answer; nothing was recorded."""
+
+    code = "database_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("The database is unavailable; try again")

@@ -6,11 +6,9 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import anyio.to_thread
 import torch
 import uvicorn
 from fastapi import FastAPI
@@ -18,14 +16,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from app.api.auth import key_value
 from app.api.errors import install_error_handlers
 from app.api.limits import BodyLimitMiddleware
 from app.api.openapi import install_openapi
-from app.api.routes import admin, catalog, health, recommend
+from app.api.routes import admin, catalog, clients, health, recommend
 from app.batching import BatchScorer
 from app.core.config import Settings, get_settings, load_settings, scoring_threads
-from app.core.memory import freeze_long_lived
+from app.lifecycle import defer_early_sighup, open_store, running
 from app.recommender import Recommender
+from app.served import ServedVersion
 from app.workers import run_workers
 
 logger = logging.getLogger(__name__)
@@ -40,23 +40,12 @@ DESCRIPTION = (
 )
 
 
-def _load(settings: Settings) -> Recommender:
-    recommender = Recommender.load(
-        settings.artifacts_dir, max_k=settings.max_k, cache_size=settings.recommend_cache_size
-    )
-    logger.info("loaded model %s from %s", recommender.version, settings.artifacts_dir)
-    return recommender
-
-
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One intra-op thread per forward pass: parallelism comes from concurrent batches (BatchScorer),
     # and torch's default of one thread per core would oversubscribe the 2 cores under load.
     torch.set_num_threads(1)
-    if app.state.recommender is None:
-        app.state.recommender = await anyio.to_thread.run_sync(partial(_load, app.state.settings))
-    freeze_long_lived()
-    async with admin.reload_on_sighup(app):
+    async with running(app):
         yield
 
 
@@ -69,7 +58,11 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
     settings = settings or get_settings()
     app = FastAPI(title="wdrec", version="0.1.0", description=DESCRIPTION, lifespan=_lifespan)
     app.state.settings = settings
-    app.state.recommender = recommender
+    app.state.served = (
+        ServedVersion.of(recommender, cache_size=settings.recommend_cache_size)
+        if recommender is not None
+        else None
+    )
     app.state.scorer = BatchScorer(threads=scoring_threads(settings), max_batch=settings.max_batch)
     install_error_handlers(app)
     if settings.cors_origins:
@@ -80,9 +73,11 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
             allow_headers=["*"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for module in (recommend, catalog, health):
+    for module in (recommend, clients, catalog, health):
         app.include_router(module.router)
-    if admin.api_key(settings):
+    if key_value(settings.write_api_key):
+        app.include_router(clients.write_router)
+    if key_value(settings.admin_api_key):
         app.include_router(admin.router)
     app.add_api_route("/", _index, include_in_schema=False)
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
@@ -97,15 +92,16 @@ def serve(
     port: int | None = None,
     workers: int | None = None,
 ) -> None:
-    """Load and verify the artifacts, then serve them with uvicorn; ArtifactError naming the file if bad.
+    """Load and verify the artifacts and open (migrate) the database, then serve with uvicorn;
+    ArtifactError naming the file, or DatabaseError naming the database, if either is bad.
 
-    Loading before uvicorn starts makes a bad artifact set one clear error line (the CLI's exit status 2)
-    instead of a lifespan traceback. With several workers, each worker process builds its own app from
-    the environment, so the overrides are passed on as WDREC_* variables; each binds the port itself
-    (app/workers.py); SIGHUP to this process then restarts the workers one at a time, each loading
-    `current` anew (uvicorn's supervisor).
+    Checking both before uvicorn starts makes a bad artifact set or an unreachable database one clear error
+    line (the CLI's exit status 2) instead of a lifespan traceback. With several workers, each worker
+    process builds its own app from the environment, so the overrides are passed on as WDREC_* variables;
+    each binds the port itself (app/workers.py); SIGHUP to this process then restarts the workers one at a
+    time, each loading `current` anew (uvicorn's supervisor).
     """
-    admin.defer_early_sighup()
+    defer_early_sighup()
     overrides: dict[str, Any] = {
         "artifacts_dir": artifacts_dir,
         "host": host,
@@ -115,7 +111,8 @@ def serve(
     overrides = {name: value for name, value in overrides.items() if value is not None}
     settings = load_settings(**overrides)
     logger.info("verifying the artifacts in %s", settings.artifacts_dir)
-    recommender = _load(settings)
+    served = ServedVersion.load(settings)
+    open_store(settings).close()  # reachable, and migrated once before any worker starts
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -123,9 +120,9 @@ def serve(
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings, recommender=recommender), **common)
+        uvicorn.run(create_app(settings, recommender=served.recommender), **common)
         return
-    del recommender  # verified; each worker loads its own copy
+    del served  # verified; each worker loads its own copy
     os.environ.update({f"WDREC_{name.upper()}": str(value) for name, value in overrides.items()})
     config = uvicorn.Config(
         "app.main:create_app",

@@ -2,16 +2,21 @@
 
 No web framework here: a script or a batch job can use a `Recommender` as it is. Features come only from
 the artifact set's `FeatureBuilder` (the code training used), so served scores equal training-side scores.
+A client's history is the artifact set's sessions followed by the sessions recorded since (`app.live`);
+the recommender caches no ranking: what may be cached, and for how long, is the caller's business.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
 from app.errors import (
@@ -19,13 +24,18 @@ from app.errors import (
     ProductsUnavailableError,
     UnknownClientError,
     UnknownLabelsError,
+    UnknownProductsError,
     closest,
 )
 from app.filters import NO_FILTERS, Filters, LabelFilter, compile_filters
+from app.live import LiveClient, RecordedSession
 from app.lru import LruCache
 from app.products import MAX_PRODUCTS, ProductRanker, RankedProduct
 from training.artifacts import ArtifactSet, load_artifacts
 from training.dataset import UNKNOWN
+from training.products import ProductTables
+
+logger = logging.getLogger(__name__)
 
 MAX_SUGGESTED = 10  # unknown labels that get suggestions; the rest are listed without
 FILTER_CACHE_SIZE = 256  # distinct filters kept checked per loaded version
@@ -42,16 +52,28 @@ class TopK(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Query:
-    """One ranking to compute: sessions (label ids, oldest first), demographic codes, how many labels, the
-    client's table row when the ranking belongs to a known client (then it is cached), and the filters."""
+class Session:
+    """A session on the read path: its distinct label ids (of the loaded vocabulary, ascending) and its
+    date when known (recorded sessions have one; the artifacts' training sessions carry none yet)."""
 
-    sessions: list[list[int]]
+    labels: list[int]
+    date: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Query:
+    """One ranking to compute: sessions (oldest first), demographic codes, how many labels, the filters."""
+
+    sessions: list[Session]
     gender: int
     age: int
     k: int
-    row: int | None = None
     filter: LabelFilter | None = None
+
+    @property
+    def histories(self) -> list[list[int]]:
+        """The sessions' label ids: what the feature builder takes."""
+        return [session.labels for session in self.sessions]
 
 
 @dataclass(frozen=True)
@@ -68,23 +90,58 @@ class ScoredLabel:
 
 @dataclass(frozen=True)
 class ClientProfile:
-    """A known client: demographics as vocabulary codes ("?" / 0 when unknown) and sessions oldest first."""
+    """A client's current state: demographics ("?" / 0 when unknown; a recorded value wins over the
+    training data's), the training data's sessions and the recorded ones, each oldest first."""
 
     client_id: int
     gender: str
     age: int
-    sessions: list[list[int]]
+    sessions: list[Session]  # the artifacts' sessions of the client (none if unknown to training)
+    recorded: tuple[RecordedSession, ...]  # as recorded, labels by name
+    history: list[Session]  # what the model scores: `sessions`, then the recorded ones it can read
+    in_training: bool
+
+
+class ProductLabels:
+    """PD_C -> label id over the artifact set's catalogue, as two sorted arrays (a few bytes per product,
+    where a dict would take ~100: the original data set sells ~800k products)."""
+
+    NO_LABEL = -1  # in the catalogue, but its CLAC3 is not a label the model scores
+    MISSING = -2  # not in the catalogue
+
+    def __init__(self, codes: np.ndarray, labels: np.ndarray) -> None:
+        order = np.argsort(codes, kind="stable")
+        self._codes, self._labels = codes[order], labels[order]
+
+    @classmethod
+    def of(cls, tables: ProductTables | None) -> ProductLabels:
+        if tables is None:
+            return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        catalogue = tables.catalogue
+        labels = catalogue["label"].fill_null(cls.NO_LABEL).to_numpy().astype(np.int64)
+        return cls(catalogue["PD_C"].to_numpy().astype(np.int64), labels)
+
+    def __contains__(self, code: object) -> bool:
+        return isinstance(code, int) and self.lookup([code])[0] != self.MISSING
+
+    def lookup(self, codes: Sequence[int]) -> list[int]:
+        """Each code's label id; NO_LABEL or MISSING (both negative) where it has none."""
+        if not len(self._codes):
+            return [self.MISSING] * len(codes)
+        wanted = np.asarray(codes, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._codes, wanted), len(self._codes) - 1)
+        found = self._codes[at] == wanted
+        return np.where(found, self._labels[at], self.MISSING).tolist()
 
 
 class Recommender:
     """Scores label sets for histories with the artifact set's model; thread-safe for concurrent requests."""
 
-    def __init__(self, artifacts: ArtifactSet, *, max_k: int = 100, cache_size: int = 10_000) -> None:
+    def __init__(self, artifacts: ArtifactSet, *, max_k: int = 100) -> None:
         self.artifacts = artifacts
         self.vocab = artifacts.vocab
         self.metadata: dict[str, Any] = artifacts.metadata
         self.max_k = min(max_k, self.vocab.n_labels)
-        self.cache_size = cache_size
         self._label_ids = {name: i for i, name in enumerate(self.vocab.labels)}
         clients = artifacts.clients
         self._client_ids: list[int] = clients["CLNT_ID"].to_list()
@@ -100,17 +157,15 @@ class Recommender:
                 tables, n_clients=clients.height, n_labels=self.vocab.n_labels, n_ages=len(self.vocab.ages)
             )
         )
+        self._product_label = ProductLabels.of(tables)  # PD_C -> label id, for recorded sessions
         # Doc2Vec inference reseeds the model's RNG before each call (determinism): one caller at a time.
         self._features_lock = threading.Lock()
-        # A known client's ranking is a pure function of the loaded version (its sessions are part of the
-        # artifacts), so each client's top max_k is computed once per filter; ~1.6 kB per entry.
-        self._top: LruCache[tuple[int, Filters], TopK] = LruCache(cache_size)
         self._filters: LruCache[Filters, LabelFilter] = LruCache(FILTER_CACHE_SIZE)
 
     @classmethod
-    def load(cls, path: Path, *, max_k: int = 100, cache_size: int = 10_000) -> Recommender:
+    def load(cls, path: Path, *, max_k: int = 100) -> Recommender:
         """Load and verify an artifact set (raises training.errors.ArtifactError naming the file)."""
-        return cls(load_artifacts(path), max_k=max_k, cache_size=cache_size)
+        return cls(load_artifacts(path), max_k=max_k)
 
     @property
     def version(self) -> str:
@@ -125,15 +180,46 @@ class Recommender:
         rows = range(offset, min(offset + limit, self.n_clients))
         return [(self._client_ids[row], len(self._sessions[row])) for row in rows]
 
-    def client(self, client_id: int) -> ClientProfile:
-        """The client's demographics and sessions; UnknownClientError if not in the table."""
-        row = self._row(client_id)
+    def client(self, client_id: int, live: LiveClient | None = None) -> ClientProfile:
+        """The client's demographics and sessions, the training data's then the recorded ones (`live`);
+        UnknownClientError if the client is in neither."""
+        row = self._row_of.get(client_id)
+        if row is None and live is None:
+            raise UnknownClientError(client_id)
+        gender = self._genders[row] if row is not None else UNKNOWN
+        age = self._ages[row] if row is not None else UNKNOWN
+        if live is not None and live.gender is not None:
+            gender = self.vocab.genders.index(live.gender)
+        if live is not None and live.age is not None:
+            age = self.vocab.ages.index(live.age)
+        sessions = [Session(labels) for labels in self._sessions[row]] if row is not None else []
+        recorded = live.sessions if live is not None else ()
         return ClientProfile(
             client_id=client_id,
-            gender=self.vocab.genders[self._genders[row]],
-            age=self.vocab.ages[self._ages[row]],
-            sessions=self._sessions[row],
+            gender=self.vocab.genders[gender],
+            age=self.vocab.ages[age],
+            sessions=sessions,
+            recorded=recorded,
+            history=sessions + self._readable(client_id, recorded),
+            in_training=row is not None,
         )
+
+    def _readable(self, client_id: int, recorded: Sequence[RecordedSession]) -> list[Session]:
+        """Recorded sessions in this version's label ids; labels it does not know (a session recorded
+        under another version's vocabulary) are left out, and a session left empty is skipped."""
+        sessions = []
+        for item in recorded:
+            ids = sorted({self._label_ids[name] for name in item.labels if name in self._label_ids})
+            if len(ids) < len(item.labels):
+                logger.warning(
+                    "client %d session %s: labels unknown to version %s skipped",
+                    client_id,
+                    item.session_id,
+                    self.version,
+                )
+            if ids:
+                sessions.append(Session(ids, item.date))
+        return sessions
 
     def label_ids(self, names: Sequence[str]) -> list[int]:
         """Vocabulary ids of label names; UnknownLabelsError listing every unknown one with suggestions."""
@@ -147,6 +233,22 @@ class Recommender:
                 }
             )
         return [self._label_ids[name] for name in names]
+
+    def product_labels(self, products: Sequence[int]) -> tuple[str, ...]:
+        """The distinct labels of PD_C codes (Master's CLAC3), in the order given; UnknownProductsError
+        listing every code the artifact set's catalogue lacks or whose label this model does not score."""
+        ids = self._product_label.lookup(products)
+        if any(label_id < 0 for label_id in ids):
+            pairs = zip(products, ids, strict=True)
+            codes = list(dict.fromkeys(code for code, label_id in pairs if label_id < 0))
+            without = [code for code in codes if code in self._product_label]
+            raise UnknownProductsError(codes, without_label=without)
+        return tuple(dict.fromkeys(self.vocab.labels[label_id] for label_id in ids))
+
+    def clac1_of(self, label: str) -> str | None:
+        """The CLAC1 of a label name; None if this version does not know the label."""
+        label_id = self._label_ids.get(label)
+        return None if label_id is None else self.vocab.clac1[self.vocab.label_clac1[label_id]]
 
     def score_histories(
         self, histories: Sequence[Sequence[Sequence[int]]], genders: Sequence[int], ages: Sequence[int]
@@ -170,22 +272,20 @@ class Recommender:
 
     def top(self, queries: Sequence[Query]) -> list[TopK]:
         """The top-k of each query from one batched forward pass, filtered labels left out before the top
-        k; known clients' rankings are cached per filter."""
-        scores = self.score_histories(
-            [q.sessions for q in queries], [q.gender for q in queries], [q.age for q in queries]
-        )
+        k."""
+        histories = [q.histories for q in queries]
+        scores = self.score_histories(histories, [q.gender for q in queries], [q.age for q in queries])
         with torch.inference_mode():  # scores is an inference tensor: updated in place only in this mode
-            _apply_filters(scores, queries)
+            _apply_filters(scores, queries, histories)
         candidates = torch.isfinite(scores).sum(dim=1).tolist()
         values, indices = torch.topk(scores, max(q.k for q in queries))
         tops: list[TopK] = []
-        for query, row_values, row_indices, left in zip(queries, values, indices, candidates, strict=True):
+        for query, history, row_values, row_indices, left in zip(
+            queries, histories, values, indices, candidates, strict=True
+        ):
             n = min(query.k, left)
-            # Copies: a cached entry must not keep the whole batch's tensor alive.
-            entry = TopK(row_values[:n].clone(), row_indices[:n].clone(), labels_in(query.sessions), left)
-            if query.row is not None:
-                self._top.put((query.row, _filters_of(query)), entry)
-            tops.append(entry)
+            # Copies: a kept ranking must not keep the whole batch's tensor alive.
+            tops.append(TopK(row_values[:n].clone(), row_indices[:n].clone(), labels_in(history), left))
         return tops
 
     def ranked(self, entry: TopK, k: int) -> list[ScoredLabel]:
@@ -203,30 +303,32 @@ class Recommender:
             for rank, (label_id, score) in enumerate(zip(indices, values, strict=True), 1)
         ]
 
-    def client_query(self, client_id: int, filters: Filters = NO_FILTERS) -> Query:
-        """The query of a known client: all of its kept sessions (the builder keeps the most recent)."""
-        return self.row_query(self._row(client_id), filters)
+    def client_query(
+        self, client_id: int, filters: Filters = NO_FILTERS, live: LiveClient | None = None
+    ) -> Query:
+        """The top max_k query of a client: its whole history, the training data's sessions then the
+        recorded ones (`live`; the builder keeps the most recent)."""
+        profile = self.client(client_id, live)
+        gender, age = self.vocab.genders.index(profile.gender), self.vocab.ages.index(profile.age)
+        return Query(profile.history, gender, age, k=self.max_k, filter=self.label_filter(filters))
 
     def row_query(self, row: int, filters: Filters = NO_FILTERS) -> Query:
-        """The query of the client in row `row` of the client table (see `n_clients`)."""
+        """The query of the client in row `row` of the client table (see `n_clients`): its training
+        sessions only (a batch job over the artifacts)."""
         return Query(
-            self._sessions[row],
+            [Session(labels) for labels in self._sessions[row]],
             self._genders[row],
             self._ages[row],
             k=self.max_k,
-            row=row,
             filter=self.label_filter(filters),
         )
 
-    def recommend(self, client_id: int, k: int, filters: Filters = NO_FILTERS) -> list[ScoredLabel]:
-        """Top-k for a known client (computed once per loaded version and filter, then cached)."""
+    def recommend(
+        self, client_id: int, k: int, filters: Filters = NO_FILTERS, live: LiveClient | None = None
+    ) -> list[ScoredLabel]:
+        """Top-k for a client known to training or with a recorded state (`live`)."""
         self.check_k(k)
-        entry = self.cached(client_id, filters) or self.top([self.client_query(client_id, filters)])[0]
-        return self.ranked(entry, k)
-
-    def cached(self, client_id: int, filters: Filters = NO_FILTERS) -> TopK | None:
-        """The client's cached ranking, or None: never runs the model (event-loop safe)."""
-        return self._top.get((self._row(client_id), filters))
+        return self.ranked(self.top([self.client_query(client_id, filters, live)])[0], k)
 
     def label_products(
         self,
@@ -234,25 +336,25 @@ class Recommender:
         *,
         n: int,
         client_id: int | None = None,
+        live: LiveClient | None = None,
         gender: str | None = None,
         age: int | None = None,
         exclude_bought: bool = False,
     ) -> list[list[RankedProduct]]:
-        """Up to n products in each ranked label: a known client's own first, then best sellers of their
-        gender x age segment (or of `gender` / `age` for a custom query), then the label's best sellers;
-        `exclude_bought` leaves out the client's own products."""
+        """Up to n products in each ranked label: a client's own first (as the training data holds them),
+        then best sellers of their gender x age segment (or of `gender` / `age` for a custom query), then
+        the label's best sellers; `exclude_bought` leaves out the client's own products."""
         if not 0 <= n <= MAX_PRODUCTS:
             raise InvalidQueryError(f"products must be between 0 and {MAX_PRODUCTS}", details={"products": n})
         if n == 0:
             return [[] for _ in items]
         if self.products is None:
             raise ProductsUnavailableError(self.version)
+        row = None if client_id is None else self._row_of.get(client_id)
         if client_id is not None:
-            row = self._row(client_id)
-            codes = self._genders[row], self._ages[row]
-        else:
-            row = None
-            codes = self._code(gender, self.vocab.genders, "gender"), self._code(age, self.vocab.ages, "age")
+            profile = self.client(client_id, live)
+            gender, age = profile.gender if profile.gender != "?" else None, profile.age or None
+        codes = self.demographic_codes(gender, age)
         labels = [(item.label_id, item.score) for item in items]
         return self.products.rank(
             labels, n=n, row=row, gender=codes[0], age=codes[1], exclude_bought=exclude_bought
@@ -286,13 +388,12 @@ class Recommender:
         named = [session for session in (*history, basket) if session]
         self.label_ids([name for session in named for name in session])  # every unknown label, one error
         # A session is its distinct labels in ascending id order, as in the processed data set.
-        sessions = [sorted({self._label_ids[name] for name in session}) for session in named]
+        sessions = [Session(sorted({self._label_ids[name] for name in session})) for session in named]
         if not sessions and gender is None and age is None:
             raise InvalidQueryError("Nothing to score: give a basket, a history, a gender or an age")
         return Query(
             sessions,
-            self._code(gender, self.vocab.genders, "gender"),
-            self._code(age, self.vocab.ages, "age"),
+            *self.demographic_codes(gender, age),
             k=self.check_k(k),
             filter=self.label_filter(filters),
         )
@@ -306,6 +407,10 @@ class Recommender:
         if not 1 <= k <= self.max_k:
             raise InvalidQueryError(f"k must be between 1 and {self.max_k}", details={"k": k})
         return k
+
+    def demographic_codes(self, gender: str | None, age: int | None) -> tuple[int, int]:
+        """Vocabulary codes of a gender and an age (None: unknown); InvalidQueryError for other values."""
+        return self._code(gender, self.vocab.genders, "gender"), self._code(age, self.vocab.ages, "age")
 
     @staticmethod
     def _code(value: str | int | None, codes: Sequence[str | int], field: str) -> int:
@@ -321,17 +426,15 @@ def labels_in(sessions: Sequence[Sequence[int]]) -> frozenset[int]:
     return frozenset(label for session in sessions for label in session)
 
 
-def _filters_of(query: Query) -> Filters:
-    return query.filter.filters if query.filter is not None else NO_FILTERS
-
-
-def _apply_filters(scores: torch.Tensor, queries: Sequence[Query]) -> None:
-    """Drop each query's filtered labels from its row of `scores`, one call per run of queries sharing a
-    filter (a batch job's queries all share one)."""
+def _apply_filters(
+    scores: torch.Tensor, queries: Sequence[Query], histories: Sequence[list[list[int]]]
+) -> None:
+    """Drop each query's filtered labels from its row of `scores` (`histories`: each query's label ids),
+    one call per run of queries sharing a filter (a batch job's queries all share one)."""
     start = 0
     for end in range(1, len(queries) + 1):
         if end == len(queries) or queries[end].filter is not queries[start].filter:
             label_filter = queries[start].filter
             if label_filter is not None:
-                label_filter.apply(scores[start:end], [q.sessions for q in queries[start:end]])
+                label_filter.apply(scores[start:end], histories[start:end])
             start = end

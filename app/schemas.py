@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
+from app.db.tables import SESSION_ID_LEN
 from app.filters import Filters
 from app.products import MAX_PRODUCTS, RankedProduct
 from app.recommender import ScoredLabel
@@ -21,6 +35,22 @@ FILTER_DOCS = {
     "exclude_clac1": "no label of these top categories (CLAC1); repeatable",
     "exclude": "no label of these names (CLAC3); repeatable",
 }
+MAX_CLIENT_ID = 2**63 - 1  # a signed 64-bit integer, as the database stores it
+MAX_PRODUCT = 2**63 - 1
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_date_text(value: Any) -> Any:
+    """Only YYYY-MM-DD text is a date here (pydantic would also read numbers as Unix times)."""
+    if not isinstance(value, str) or not ISO_DATE.fullmatch(value):
+        raise ValueError("expected a date as YYYY-MM-DD")
+    return value
+
+
+IsoDate = Annotated[
+    dt.date, BeforeValidator(_iso_date_text), WithJsonSchema({"type": "string", "format": "date"})
+]
+ProductCode = Annotated[StrictInt, Field(ge=0, le=MAX_PRODUCT, description="a PD_C product code")]
 
 
 class ErrorDetail(BaseModel):
@@ -185,14 +215,73 @@ class ClientsPage(BaseModel):
 
 class SessionLabel(BaseModel):
     label: str
-    clac1: str
+    clac1: str | None = Field(description="the label's top category; null if the loaded model lacks it")
+
+
+class SessionIn(BaseModel):
+    """A session to record: its ID (the idempotency key), its date, and its labels or its products."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["labels"]}, {"required": ["products"]}]},
+    )
+
+    session_id: str = Field(
+        min_length=1,
+        max_length=SESSION_ID_LEN,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="the caller's ID of the session, unique per client: the same ID and body again is "
+        "answered with the stored session (200), another body with 409",
+    )
+    date: IsoDate = Field(description="the session's date, YYYY-MM-DD, today at the latest")
+    labels: Annotated[list[Label], Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="the CLAC3 labels bought (or give products)"
+    )
+    products: Annotated[list[ProductCode], Field(min_length=1)] | SkipJsonSchema[None] = Field(
+        default=None, description="the PD_C codes bought, mapped to labels (or give labels)"
+    )
+
+    @field_validator("labels", "products", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:  # left out is fine; null is not (the schema has no null)
+            raise ValueError("give a list, or leave the field out")
+        return value
+
+    @model_validator(mode="after")
+    def _labels_or_products(self) -> SessionIn:
+        if (self.labels is None) == (self.products is None):
+            raise ValueError("give either labels or products, not both")
+        return self
+
+
+class RecordedSessionOut(BaseModel):
+    session_id: str
+    date: dt.date
+    labels: list[SessionLabel]
+    products: list[int] | None = Field(description="the PD_C codes sent, if the session was sent as such")
+    recorded_at: dt.datetime
+
+
+class DemographicsIn(BaseModel):
+    """A client's gender and age; null (or left out): not set, so the training data's value holds
+    (unknown for a client the training data lacks)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gender: Literal["F", "M"] | None = None
+    age: StrictInt | None = Field(default=None, description="age by decade: 10, 20, ..., 80")
 
 
 class ClientDetail(BaseModel):
     client_id: int
-    gender: str = Field(description='"F", "M" or "?" when unknown')
-    age: int = Field(description="age by decade; 0 when unknown")
-    sessions: list[list[SessionLabel]] = Field(description="kept sessions, oldest first")
+    gender: str = Field(description='"F", "M" or "?" when unknown; a recorded value wins')
+    age: int = Field(description="age by decade; 0 when unknown; a recorded value wins")
+    in_training: bool = Field(description="the client is in the loaded model's training data")
+    sessions: list[list[SessionLabel]] = Field(description="the training data's kept sessions, oldest first")
+    recorded_sessions: list[RecordedSessionOut] = Field(
+        description="sessions recorded through the API, oldest first (by date, then as recorded)"
+    )
 
 
 class ModelCard(BaseModel):

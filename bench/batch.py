@@ -150,7 +150,7 @@ def cost_per_client(artifacts: Path, *, batch: int = 256, rounds: int = 3) -> di
 
     from app.recommender import Recommender
 
-    recommender = Recommender.load(artifacts, cache_size=0)
+    recommender = Recommender.load(artifacts)
     queries = [recommender.row_query(row % recommender.n_clients) for row in range(batch)]
     features = forward = float("inf")
     for _ in range(rounds):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.postgres import PostgresServer, remove, start_server
 
 # Seconds, not minutes: a few epochs of a narrow model; enough to rank better than chance.
 TINY_TRAINING = (
@@ -30,3 +33,24 @@ def tiny_artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
     generate(root / "data", clients=300, seed=7, preset="default")
     run_training(root / "data", root / "artifacts", overrides=TINY_TRAINING)
     return root / "artifacts"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A throwaway PostgreSQL server for the session (tests/postgres.py); skipped if not installed."""
+    server = start_server()
+    if server is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; .ci/run does)")
+    try:
+        yield server
+    finally:
+        remove(server)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind: a SQLite file, and a database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'wdrec.sqlite3'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database().render_as_string(hide_password=False)

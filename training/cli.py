@@ -2,6 +2,9 @@
 
 Heavy modules (torch, gensim, polars) are imported inside each command so `wdrec --help` stays instant.
 Every user-facing error is a `WdrecError` subclass: printed as one line on stderr, exit status 2.
+Commands of other installed packages (the service's `wdrec serve`, `wdrec export`) join through the
+`wdrec.commands` entry point group: each entry is a function that adds its sub-parsers, so this package
+never imports them.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from training.config import presets
 from training.errors import WdrecError
 
 Handler = Callable[[argparse.Namespace], None]
+COMMANDS_GROUP = "wdrec.commands"
 
 
 def _generate(args: argparse.Namespace) -> None:
@@ -48,35 +53,6 @@ def _evaluate(args: argparse.Namespace) -> None:
     from training.evaluate import run_evaluate
 
     run_evaluate(args.artifacts)
-
-
-def _serve(args: argparse.Namespace) -> None:
-    from app.main import serve
-
-    serve(artifacts_dir=args.artifacts, host=args.host, port=args.port, workers=args.workers)
-
-
-def _recommend(args: argparse.Namespace) -> None:
-    from app.batch import run_recommend
-    from app.filters import Filters
-
-    filters = Filters.of(
-        exclude_bought=args.exclude_bought,
-        clac1=args.clac1 or (),
-        exclude_clac1=args.exclude_clac1 or (),
-        exclude=args.exclude or (),
-    )
-    run_recommend(
-        args.artifacts,
-        args.out,
-        k=args.k,
-        filters=filters,
-        clients_file=args.clients,
-        fmt=args.format,
-        batch_size=args.batch_size,
-        products=args.products,
-        exclude_bought_products=args.exclude_bought_products,
-    )
 
 
 def _import_completejourney(args: argparse.Namespace) -> None:
@@ -158,57 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(handler=_evaluate)
 
-    srv = sub.add_parser("serve", help="serve the REST API and the web page with uvicorn")
-    srv.add_argument(
-        "--artifacts", type=Path, default=None, help="artifacts root (default: WDREC_ARTIFACTS_DIR)"
-    )
-    srv.add_argument("--host", default=None, help="bind address (default: WDREC_HOST or 127.0.0.1)")
-    srv.add_argument("--port", type=int, default=None, help="port (default: WDREC_PORT or 8000)")
-    srv.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: WDREC_WORKERS or 1)"
-    )
-    srv.set_defaults(handler=_serve)
-
-    rec = sub.add_parser(
-        "recommend", help="write every client's top k to a Parquet or CSV file (the API's rankings)"
-    )
-    rec.add_argument(
-        "--artifacts", type=Path, default=None, help="artifacts root (default: WDREC_ARTIFACTS_DIR)"
-    )
-    rec.add_argument("--out", type=Path, required=True, help="file to write, replaced atomically")
-    rec.add_argument("--k", type=int, default=10, help="labels per client (default 10)")
-    rec.add_argument(
-        "--clients", type=Path, default=None, help="file of client IDs, one per line (default: every client)"
-    )
-    rec.add_argument(
-        "--format",
-        choices=["parquet", "csv"],
-        default=None,
-        help="default: csv for a .csv file, else parquet",
-    )
-    rec.add_argument(
-        "--exclude-bought", action="store_true", help="leave out labels the client bought (new to them)"
-    )
-    rec.add_argument("--clac1", action="append", metavar="NAME", help="only this top category; repeatable")
-    rec.add_argument(
-        "--exclude-clac1", action="append", metavar="NAME", help="not this top category; repeatable"
-    )
-    rec.add_argument("--exclude", action="append", metavar="LABEL", help="not this label; repeatable")
-    rec.add_argument("--batch-size", type=int, default=256, help="clients per forward pass (default 256)")
-    rec.add_argument(
-        "--products", type=int, default=0, help="products per label, 0..20: one row per product (default 0)"
-    )
-    rec.add_argument(
-        "--exclude-bought-products", action="store_true", help="leave the client's own products out"
-    )
-    rec.set_defaults(handler=_recommend)
-
     cj = sub.add_parser(
         "import-completejourney",
         help="write 84.51's The Complete Journey as an L.POINT folder (needs wdrec[benchmark])",
     )
     cj.add_argument("out_dir", type=Path, help="folder to write the four CSV files into")
     cj.set_defaults(handler=_import_completejourney)
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        entry.load()(sub)
     return parser
 
 

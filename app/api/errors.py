@@ -11,8 +11,16 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
-from app.errors import NotReadyError, ProductsUnavailableError, ServiceError, UnknownClientError
+from app.errors import (
+    NotReadyError,
+    ProductsUnavailableError,
+    ServiceError,
+    SessionConflictError,
+    StoreUnavailableError,
+    UnknownClientError,
+)
 from app.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
@@ -20,7 +28,9 @@ logger = logging.getLogger(__name__)
 STATUS_OF: dict[type[ServiceError], int] = {
     UnknownClientError: 404,
     ProductsUnavailableError: 409,
+    SessionConflictError: 409,
     NotReadyError: 503,
+    StoreUnavailableError: 503,
 }
 
 
@@ -42,11 +52,23 @@ async def _service_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(STATUS_OF.get(type(exc), 422), exc.code, exc.message, exc.details)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     response = error_response(exc.status_code, _code_of(exc.status_code), str(exc.detail))
     response.headers.update(exc.headers or {})
+    if exc.status_code == 405:
+        response.headers["Allow"] = ", ".join(_allowed_methods(request)) or response.headers["Allow"]
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents at this path: Starlette names only the first matching route's (GET
+    /clients/{id} and the write routes' PUT are two routes)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].match(request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -70,11 +92,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
 ERROR_DESCRIPTIONS = {
     400: "The request body cannot be decoded",
+    401: "Missing or wrong API key (header X-API-Key)",
     404: "Unknown client",
-    409: "Products asked for, but the loaded model version has no product tables (retrain it)",
+    409: "Conflict: a session ID taken by another body (write routes), or products asked of a model version "
+    "without product tables (retrain it)",
     413: "Request body too large",
     422: "Invalid request: malformed input, k out of range, unknown labels or nothing to score",
-    503: "The model is not loaded yet",
+    503: "The model is not loaded yet, or the database is unavailable",
 }
 
 

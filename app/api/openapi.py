@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from app.api.routes.catalog import client_detail, clients_page, labels_response, model_card
+from app.api.routes.catalog import labels_response, model_card
+from app.api.routes.clients import client_detail, clients_page
 from app.api.routes.recommend import ranking_response, score_query
 from app.errors import (
     FilterConflictError,
@@ -21,6 +22,7 @@ from app.errors import (
 from app.filters import NO_FILTERS, Filters
 from app.recommender import Recommender, TopK
 from app.schemas import ScoreRequest
+from app.served import ServedVersion
 
 EXAMPLE_K = 3
 
@@ -37,15 +39,16 @@ def install_openapi(app: FastAPI) -> None:
     cache: dict[str, dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
-        recommender: Recommender | None = app.state.recommender
-        key = recommender.version if recommender is not None else ""
+        served: ServedVersion | None = app.state.served
+        key = served.version if served is not None else ""
         if key not in cache:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            if recommender is not None:
-                _add_examples(schema, recommender)
-                _bound_k(schema, recommender.max_k)
+            if served is not None:
+                _add_examples(schema, served)
+                _bound_k(schema, served.recommender.max_k)
+                _bound_session(schema, served.recommender, app.state.settings.max_basket_len)
             cache.clear()
             cache[key] = schema
         return cache[key]
@@ -62,6 +65,16 @@ def _bound_k(schema: dict[str, Any], max_k: int) -> None:
     schema["components"]["schemas"]["ScoreRequest"]["properties"]["k"].update(bounds)
 
 
+def _bound_session(schema: dict[str, Any], recommender: Recommender, max_len: int) -> None:
+    """A recorded session's labels are the loaded vocabulary's, at most `max_len` of them (or products)."""
+    properties = schema["components"]["schemas"].get("SessionIn", {}).get("properties", {})
+    if not properties:  # the write routes are not mounted
+        return
+    properties["labels"]["items"]["enum"] = list(recommender.vocab.labels)
+    for name in ("labels", "products"):
+        properties[name]["maxItems"] = max_len
+
+
 def _error(exc: ServiceError) -> dict[str, Any]:
     return {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
 
@@ -70,10 +83,11 @@ def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
 
 
-def _add_examples(schema: dict[str, Any], recommender: Recommender) -> None:
+def _add_examples(schema: dict[str, Any], served: ServedVersion) -> None:
+    recommender = served.recommender
     client_id = recommender.clients(limit=1, offset=0)[0][0]
     profile = recommender.client(client_id)
-    *earlier, newest = [[recommender.vocab.labels[i] for i in s] for s in profile.sessions]
+    *earlier, newest = [[recommender.vocab.labels[i] for i in s.labels] for s in profile.sessions]
     request = ScoreRequest(
         basket=newest,
         history=earlier[-2:],
@@ -92,8 +106,8 @@ def _add_examples(schema: dict[str, Any], recommender: Recommender) -> None:
             "params": {"client_id": client_id, "k": EXAMPLE_K, **_params(filters)},
             "200": Named(
                 {
-                    "ranking": _client_ranking(recommender, client_id),
-                    "filtered": _client_ranking(recommender, client_id, filters),
+                    "ranking": _client_ranking(served, client_id),
+                    "filtered": _client_ranking(served, client_id, filters),
                 }
             ),
             "404": _error(UnknownClientError(0)),
@@ -110,8 +124,8 @@ def _add_examples(schema: dict[str, Any], recommender: Recommender) -> None:
             "body": Named({"basket": request.model_dump(), "filtered": filtered.model_dump()}),
             "200": Named(
                 {
-                    "basket": _custom_ranking(recommender, request),
-                    "filtered": _custom_ranking(recommender, filtered),
+                    "basket": _custom_ranking(served, request),
+                    "filtered": _custom_ranking(served, filtered),
                 }
             ),
             "422": Named(
@@ -154,20 +168,21 @@ def _params(filters: Filters) -> dict[str, Any]:
     }
 
 
-def _response(recommender: Recommender, entry: TopK, *, client_id: int | None, k: int) -> Any:
-    items = recommender.ranked(entry, k)
-    response = ranking_response(recommender, items, client_id=client_id, k=k, candidates=entry.candidates)
+def _response(served: ServedVersion, entry: TopK, *, client_id: int | None, k: int) -> Any:
+    items = served.recommender.ranked(entry, k)
+    response = ranking_response(served, items, client_id=client_id, k=k, candidates=entry.candidates)
     return _dump(response)
 
 
-def _client_ranking(recommender: Recommender, client_id: int, filters: Filters = NO_FILTERS) -> Any:
+def _client_ranking(served: ServedVersion, client_id: int, filters: Filters = NO_FILTERS) -> Any:
+    recommender = served.recommender
     entry = recommender.top([recommender.client_query(client_id, filters)])[0]
-    return _response(recommender, entry, client_id=client_id, k=EXAMPLE_K)
+    return _response(served, entry, client_id=client_id, k=EXAMPLE_K)
 
 
-def _custom_ranking(recommender: Recommender, request: ScoreRequest) -> Any:
-    query = score_query(recommender, request)
-    return _response(recommender, recommender.top([query])[0], client_id=None, k=request.k)
+def _custom_ranking(served: ServedVersion, request: ScoreRequest) -> Any:
+    query = score_query(served.recommender, request)
+    return _response(served, served.recommender.top([query])[0], client_id=None, k=request.k)
 
 
 def _conflict(recommender: Recommender, filters: Filters) -> FilterConflictError:

@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)  # a full basket + history is a few kB
     max_basket_len: int = Field(default=100, ge=1)  # labels per session in POST /score
     max_history_len: int = Field(default=50, ge=1)  # sessions in POST /score's history
-    recommend_cache_size: int = Field(default=10_000, ge=0)  # clients whose top max_k stays in memory
+    # GET /recommend bodies kept per loaded version, each valid while its client's revision is current.
+    recommend_cache_size: int = Field(default=10_000, ge=0)
     # Scoring threads per process, each running one batch at a time on one torch thread, so concurrent
     # requests queue (and batch) instead of oversubscribing the CPU. 0: the cores per worker process (2 for
     # one process on 2 cores; 1 for two, where a second thread per process only fought for its GIL:
@@ -43,6 +44,12 @@ class Settings(BaseSettings):
     max_batch: int = Field(default=64, ge=1)
     # POST /admin/reload exists only when set; callers send it in the X-API-Key header.
     admin_api_key: SecretStr | None = None
+    # The write routes (POST /clients/{id}/sessions, PUT /clients/{id}) exist only when set; same header.
+    write_api_key: SecretStr | None = None
+    # The database of recorded sessions: a PostgreSQL URL (postgresql://user:password@host/db) shared by
+    # every replica, or unset for the embedded SQLite file `wdrec.sqlite3` in `state_dir`.
+    database_url: SecretStr | None = None
+    state_dir: Path | None = None  # default: `state/` beside the artifacts root
 
 
 def scoring_threads(settings: Settings) -> int:

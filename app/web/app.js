@@ -168,26 +168,61 @@ async function rankClient() {
   fillRanking($("#client-ranking"), $("#client-notice"), ranking);
 }
 
+// Shows the client's demographics and sessions (training, then recorded, dated), then its ranking.
+async function showClient(id) {
+  const client = await api(`/clients/${id}`);
+  state.clientId = id;
+  const gender = { F: "female", M: "male" }[client.gender] || "unknown gender";
+  const age = client.age ? `${client.age}s` : "unknown age";
+  const recorded = client.recorded_sessions;
+  const counts = `${client.sessions.length} training sessions, ${recorded.length} recorded`;
+  const origin = client.in_training ? "" : " (not in the training data)";
+  $("#client-demographics").textContent = `Client ${client.client_id}${origin}: ${gender}, ${age}, ${counts}`;
+  $("#client-sessions").replaceChildren(
+    ...client.sessions.map((session) => el("li", {}, ...session.map((l) => chip(l.label, l.clac1)))),
+    ...recorded.map((session) => el("li", { className: "recorded", title: `session ${session.session_id}` },
+      el("time", { textContent: session.date, dateTime: session.date }),
+      ...session.labels.map((l) => chip(l.label, l.clac1 || "?")))));
+  await rankClient();
+  $("#client-result").hidden = false;
+}
+
 async function lookupClient(event) {
   event.preventDefault();
   const id = $("#client-id").value.trim();
   showError($("#client-error"), null);
+  showError($("#record-error"), null);
+  $("#record-status").textContent = "";
   $("#client-result").hidden = true;
   state.clientId = null;
   try {
     if (!/^-?\d+$/.test(id)) throw new ApiError("A client ID is a whole number");
-    const client = await api(`/clients/${id}`);
-    state.clientId = id;
-    const gender = { F: "female", M: "male" }[client.gender] || "unknown gender";
-    const age = client.age ? `${client.age}s` : "unknown age";
-    $("#client-demographics").textContent =
-      `Client ${client.client_id}: ${gender}, ${age}, ${client.sessions.length} sessions`;
-    $("#client-sessions").replaceChildren(
-      ...client.sessions.map((session) => el("li", {}, ...session.map((l) => chip(l.label, l.clac1)))));
-    await rankClient();
-    $("#client-result").hidden = false;
+    await showClient(id);
   } catch (err) {
     showError($("#client-error"), err);
+  }
+}
+
+// Records the basket builder's labels as a session of the client shown, then shows its new ranking.
+async function recordSession(event) {
+  event.preventDefault();
+  showError($("#record-error"), null);
+  $("#record-status").textContent = "";
+  const key = $("#record-key").value;
+  sessionStorage.setItem("wdrec-write-key", key);
+  const session = {
+    session_id: `web-${Date.now()}`,
+    date: $("#record-date").value,
+    labels: state.basket.map((label) => label.name),
+  };
+  try {
+    if (!session.labels.length) throw new ApiError("Pick the session's labels in the basket builder first");
+    await api(`/clients/${state.clientId}/sessions`,
+      { method: "POST", body: JSON.stringify(session), headers: { "Content-Type": "application/json", "X-API-Key": key } });
+    await showClient(state.clientId);
+    $("#record-status").textContent = `Recorded session ${session.session_id} of ${session.date}: the ranking above includes it.`;
+  } catch (err) {
+    showError($("#record-error"), err);
   }
 }
 
@@ -311,7 +346,9 @@ function renderModelMetrics() {
 
 async function loadCatalog() {
   try {
-    const [labels, card, clients] = await Promise.all([api("/labels"), api("/model"), api("/clients?limit=20")]);
+    const [labels, card, clients, openapi] = await Promise.all(
+      [api("/labels"), api("/model"), api("/clients?limit=20"), api("/openapi.json")]);
+    $("#record-form").hidden = !("/clients/{client_id}/sessions" in openapi.paths);  // no write key: no route
     state.labels = labels.groups.flatMap((g) => g.labels.map((l) => ({ name: l.name, clac1: g.clac1 })));
     labels.groups.forEach((g) => clac1Colour(g.clac1));
     for (const id of ["#filter-clac1", "#filter-exclude-clac1"]) {
@@ -330,6 +367,9 @@ async function loadCatalog() {
 function init() {
   for (let age = 10; age <= 80; age += 10) $("#basket-age").append(el("option", { value: age, textContent: `${age}s` }));
   $("#lookup-form").addEventListener("submit", lookupClient);
+  $("#record-form").addEventListener("submit", recordSession);
+  $("#record-date").value = new Date().toLocaleDateString("sv");  // today, YYYY-MM-DD, in local time
+  $("#record-key").value = sessionStorage.getItem("wdrec-write-key") || "";
   $("#label-search").addEventListener("input", renderLabelList);
   $("#model-split").addEventListener("change", renderModelMetrics);
   for (const id of ["#basket-gender", "#basket-age", "#basket-k"]) $(id).addEventListener("change", scheduleScore);

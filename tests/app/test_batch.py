@@ -24,7 +24,7 @@ WDREC = Path(sys.executable).with_name("wdrec")
 
 @pytest.fixture(scope="module")
 def recommender(artifacts: ArtifactSet) -> Recommender:
-    return Recommender(artifacts, cache_size=0)
+    return Recommender(artifacts)
 
 
 def api_rows(client: TestClient, client_id: int, params: list[tuple[str, Any]]) -> list[tuple[Any, ...]]:

@@ -25,7 +25,7 @@ PRODUCT_COLUMNS = ["pd_c", "product_name", "brand", "product_source", "product_s
 
 @pytest.fixture(scope="module")
 def recommender(artifacts: ArtifactSet) -> Recommender:
-    return Recommender(artifacts, cache_size=0)
+    return Recommender(artifacts)
 
 
 def test_batch_products_are_the_apis_for_every_label(

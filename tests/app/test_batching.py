@@ -19,7 +19,7 @@ class RecordingRecommender(Recommender):
     """A real Recommender that records the size of every batch it scores."""
 
     def __init__(self, artifacts: ArtifactSet) -> None:
-        super().__init__(artifacts, cache_size=0)
+        super().__init__(artifacts)
         self.batch_sizes: list[int] = []
 
     def top(self, queries: Sequence[Query]) -> list[TopK]:
@@ -79,7 +79,7 @@ def test_batch_scorer_concurrent_requests_share_forward_passes_and_equal_single_
 
 
 def test_batch_scorer_raises_a_requests_error_to_that_request_only(artifacts: ArtifactSet) -> None:
-    recommender = Recommender(artifacts, cache_size=0)
+    recommender = Recommender(artifacts)
     scorer = BatchScorer(threads=1, max_batch=8)
 
     async def run() -> list[TopK | BaseException]:
@@ -105,7 +105,7 @@ def test_batch_scorer_never_mixes_two_recommenders_in_one_batch(artifacts: Artif
 
 
 def test_batch_scorer_a_cancelled_request_does_not_disturb_the_others(artifacts: ArtifactSet) -> None:
-    recommender = Recommender(artifacts, cache_size=0)
+    recommender = Recommender(artifacts)
     scorer = BatchScorer(threads=1, max_batch=8)
 
     async def run() -> TopK:
@@ -120,7 +120,7 @@ def test_batch_scorer_a_cancelled_request_does_not_disturb_the_others(artifacts:
 
 def test_batch_scorer_a_request_right_after_the_last_batch_is_still_scored(artifacts: ArtifactSet) -> None:
     # The woken request runs before its finished scorer task is forgotten: it must not count as busy.
-    recommender = Recommender(artifacts, cache_size=0)
+    recommender = Recommender(artifacts)
     scorer = BatchScorer(threads=1, max_batch=8)
 
     async def run() -> TopK:

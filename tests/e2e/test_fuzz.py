@@ -1,11 +1,13 @@
 """API fuzzing: schemathesis against the real server, every check, bounded examples, a fixed seed.
 
-The admin key is sent, so POST /admin/reload reloads for real between requests. What it asserts, per
+The key is sent, the same for the admin and the write routes, so POST /admin/reload reloads for real
+between requests and the write routes record into a database of the test's own. What it asserts, per
 generated request: no 5xx, every response matches its documented schema (status, content type, body,
-headers), negative data is rejected, schema-valid data accepted. One exception, declared in the config
-below: POST /score and GET /recommend may answer 422 to schema-valid requests, because whether a label or a
-top category exists (and whether filters leave a label) depends on the loaded vocabulary, which no JSON
-schema states.
+headers), negative data is rejected, schema-valid data accepted. Exceptions, declared in the config below:
+POST /score, GET /recommend and the write routes may answer 422 to schema-valid requests, because whether a
+label, a top category, a product or an age exists (and whether filters leave a label) depends on the loaded
+vocabulary, which no JSON schema states (nor does it state that a date may not lie in the future);
+recording may answer 409 (a session ID the fuzzer used before, with another body).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ pytestmark = pytest.mark.slow  # trains the session's tiny artifacts and starts 
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 MAX_EXAMPLES, SEED = 30, 20261127
-ADMIN_KEY = "fuzz-admin-key"
+KEY = "fuzz-key"
 CONFIG = """
 [[operations]]
 include-path = "/score"
@@ -31,19 +33,29 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "422"]
 [[operations]]
 include-path = "/recommend/{client_id}"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "422"]
+
+[[operations]]
+include-path = "/clients/{client_id}"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "404", "422"]
+
+[[operations]]
+include-path = "/clients/{client_id}/sessions"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "409", "422"]
 """
 
 
 def test_schemathesis_all_checks_find_no_failure(
     tiny_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A server of its own, with an admin key, so that POST /admin/reload is fuzzed too.
-    monkeypatch.setenv("WDREC_ADMIN_API_KEY", ADMIN_KEY)
+    # A server of its own, with the keys, so that POST /admin/reload and the write routes are fuzzed too.
+    monkeypatch.setenv("WDREC_ADMIN_API_KEY", KEY)
+    monkeypatch.setenv("WDREC_WRITE_API_KEY", KEY)
+    monkeypatch.setenv("WDREC_STATE_DIR", str(tmp_path / "state"))
     with running_server(tiny_artifacts, tmp_path / "serve.log") as server:
         done = _schemathesis(server.url, tmp_path)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
     summary = done.stdout.split("SUMMARY")[-1]
-    assert "Tested: 9" in summary  # every operation, /admin/reload included
+    assert "Tested: 11" in summary  # every operation, /admin/reload and the write routes included
     assert "No issues found" in summary
     log = (tmp_path / "serve.log").read_text()
     assert "Traceback" not in log and "Exception in ASGI application" not in log
@@ -72,6 +84,6 @@ def _schemathesis(url: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         str(tmp_path / "report"),
         "--no-color",
         "--header",
-        f"X-API-Key: {ADMIN_KEY}",  # else the fuzzer only ever sees 401 there (and warns)
+        f"X-API-Key: {KEY}",  # else the fuzzer only ever sees 401 there (and warns)
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)

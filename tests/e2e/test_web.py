@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
 from tests.e2e.browser import CHROMIUM, VIEWPORT, launch, look_up, show_lookup_and_basket
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, running_server
 
 pytestmark = [
     pytest.mark.browser,
@@ -177,3 +177,63 @@ def test_contradictory_filters_show_the_conflict_and_basket_follows_filters(
     page.click("#filter-clear")
     expect(page.locator("#basket-error")).to_be_hidden()
     expect(page.locator("#basket-ranking tbody tr:not(.products-row)")).to_have_count(10)
+
+
+WRITE_KEY = "page-write-key"
+
+
+@pytest.fixture(scope="module")
+def writable(tiny_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with the write routes, over a database of its own."""
+    folder = tmp_path_factory.mktemp("writable")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("WDREC_WRITE_API_KEY", WRITE_KEY)
+        env.setenv("WDREC_STATE_DIR", str(folder / "state"))
+        with running_server(tiny_artifacts, folder / "serve.log") as running:
+            yield running
+
+
+def test_record_form_is_hidden_without_the_write_routes(page: Page, server: Server) -> None:
+    look_up(page, known_client(server), 5)
+    expect(page.locator("#client-ranking tbody tr:not(.products-row)")).to_have_count(5)
+    expect(page.locator("#record-form")).to_be_hidden()
+
+
+def test_a_session_recorded_on_the_page_shows_with_the_new_ranking(
+    browser: Browser, writable: Server
+) -> None:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(writable.url + "/")
+    client_id = known_client(writable)
+    look_up(page, client_id, 10)
+    expect(page.locator("#client-ranking tbody tr:not(.products-row)")).to_have_count(10)
+    before = page.locator("#client-ranking tbody").inner_text()
+    picks = [page.locator("#label-list .pick").nth(n) for n in (3, 20, 40)]
+    labels = [pick.inner_text() for pick in picks]
+    for label in labels:
+        page.fill("#label-search", label)
+        page.locator("#label-list .pick").first.click()
+    page.fill("#record-key", WRITE_KEY)
+    page.click("#record-form button[type=submit]")
+    expect(page.locator("#record-status")).to_contain_text("Recorded session web-")
+    recorded = page.locator("#client-sessions li.recorded")
+    expect(recorded).to_have_count(1)
+    expect(recorded.locator(".chip")).to_have_text(labels)
+    assert page.locator("#client-ranking tbody").inner_text() != before
+    stored = httpx.get(f"{writable.url}/clients/{client_id}").json()["recorded_sessions"]
+    assert [[item["label"] for item in s["labels"]] for s in stored] == [labels]
+    served = httpx.get(f"{writable.url}/recommend/{client_id}").json()["recommendations"]
+    shown = page.locator("#client-ranking tbody td:nth-child(2) .chip").all_inner_texts()
+    assert shown == [item["label"] for item in served]
+    context.close()
+
+
+def test_recording_with_a_wrong_key_shows_the_error(page: Page, writable: Server) -> None:
+    page.goto(writable.url + "/")
+    look_up(page, known_client(writable), 5)
+    expect(page.locator("#record-form")).to_be_visible()
+    page.locator("#label-list .pick").first.click()
+    page.fill("#record-key", "wrong")
+    page.click("#record-form button[type=submit]")
+    expect(page.locator("#record-error")).to_contain_text("Missing or wrong API key")

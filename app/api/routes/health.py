@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.api.deps import RecommenderDep
+from app.api.deps import ServedDep
 from app.api.errors import error_responses
 from app.schemas import Health, Ready
 
@@ -18,6 +18,6 @@ async def health() -> Health:
 
 
 @router.get("/ready", summary="Readiness: an artifact set is loaded", responses=error_responses(503))
-async def ready(recommender: RecommenderDep) -> Ready:
+async def ready(served: ServedDep) -> Ready:
     """Ok with the loaded model version once the artifacts are loaded and verified; 503 before."""
-    return Ready(status="ready", version=recommender.version)
+    return Ready(status="ready", version=served.version)

@@ -1,19 +1,23 @@
-"""Rankings: GET /recommend/{client_id} for a known client, POST /score for a custom basket."""
+"""Rankings: GET /recommend/{client_id} for a client's current history, POST /score for a custom basket.
+
+A client's history is the training data's sessions plus those recorded since; the database's revision of
+the client decides whether the served version's cached body is still current (app/served.py), so a read
+sees every write acknowledged before it, whichever worker or replica took the write.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
-from weakref import WeakKeyDictionary
 
-from fastapi import APIRouter, Path, Query, Response
+import anyio.to_thread
+from fastapi import APIRouter, Query, Response
 
-from app.api.deps import RankerDep
+from app.api.deps import RankerDep, StoreDep
 from app.api.errors import error_responses
+from app.api.routes.clients import ClientId
 from app.errors import InvalidQueryError
 from app.filters import Filters
-from app.lru import LruCache
 from app.products import MAX_PRODUCTS, RankedProduct
 from app.recommender import Query as RankingQuery
 from app.recommender import Recommender, ScoredLabel
@@ -23,40 +27,17 @@ from app.schemas import (
     PRODUCTS_DOC,
     Category,
     Label,
-    ModelInfo,
     Recommendation,
     RecommendResponse,
     ScoreRequest,
-    model_info,
 )
+from app.served import ServedVersion
 
 router = APIRouter(tags=["recommendations"])
 
 
-@dataclass
-class VersionResponses:
-    """What a loaded version answers the same way every time: its model info, and the JSON body of each
-    recent known client's GET /recommend (a pure function of version, client and query)."""
-
-    info: ModelInfo
-    # client, k, filters, products, exclude_bought_products
-    bodies: LruCache[tuple[int, int, Filters, int, bool], bytes]
-
-
-_VERSIONS: WeakKeyDictionary[Recommender, VersionResponses] = WeakKeyDictionary()  # dropped with the version
-
-
-def version_responses(recommender: Recommender) -> VersionResponses:
-    responses = _VERSIONS.get(recommender)
-    if responses is None:
-        responses = _VERSIONS[recommender] = VersionResponses(
-            model_info(recommender.metadata), LruCache(recommender.cache_size)
-        )
-    return responses
-
-
 def ranking_response(
-    recommender: Recommender,
+    served: ServedVersion,
     items: list[ScoredLabel],
     *,
     client_id: int | None,
@@ -75,7 +56,7 @@ def ranking_response(
         ],
         candidates=candidates,
         notice=None if len(items) == k else f"The filters leave {len(items)} of the {k} labels asked for",
-        model=version_responses(recommender).info,
+        model=served.info,
     )
 
 
@@ -98,13 +79,14 @@ def _names(description: str) -> Any:
 
 @router.get(
     "/recommend/{client_id}",
-    summary="Top-k labels for a known client",
+    summary="Top-k labels for a client, from its training and recorded sessions",
     response_model=RecommendResponse,
     responses=error_responses(404, 409, 422, 503),
 )
 async def recommend(
-    client_id: Annotated[int, Path(description="CLNT_ID of a client in the loaded table")],
+    client_id: ClientId,
     ranker: RankerDep,
+    store: StoreDep,
     k: Annotated[int, Query(ge=1, description="how many labels, 1..min(max_k, label count)")] = 10,
     exclude_bought: Annotated[bool, Query(description=FILTER_DOCS["exclude_bought"])] = False,
     clac1: Annotated[list[Category] | None, _names(FILTER_DOCS["clac1"])] = None,
@@ -115,37 +97,37 @@ async def recommend(
         bool, Query(description="leave the client's own products out of the product lists")
     ] = False,
 ) -> Response:
-    """Score every CLAC3 label for the client's most recent sessions and demographics; leave out what the
-    filters exclude; return the top k, each with up to `products` products ranked for the client."""
-    recommender = ranker.recommender
+    """Score every CLAC3 label for the client's most recent sessions (training data, then recorded) and
+    demographics; leave out what the filters exclude; return the top k, each with up to `products` products
+    ranked for the client. 404 if the client is neither in the training data nor recorded."""
+    served = ranker.served
     filters = Filters.of(
         exclude_bought=exclude_bought,
         clac1=clac1 or (),
         exclude_clac1=exclude_clac1 or (),
         exclude=exclude or (),
     )
-    bodies = version_responses(recommender).bodies
     key = (client_id, k, filters, products, exclude_bought_products)
-    body = bodies.get(key)
+    body = served.cached_body(key, await anyio.to_thread.run_sync(store.revision, client_id))
     if body is None:
+        recommender = served.recommender
         recommender.check_k(k)
-        # A client whose ranking is cached is answered on the event loop: no thread hop, no model call.
-        entry = recommender.cached(client_id, filters) or await ranker.scorer.top(
-            recommender, partial(recommender.client_query, client_id, filters)
-        )
+        live = await anyio.to_thread.run_sync(store.client, client_id)
+        query = partial(recommender.client_query, client_id, filters, live)
+        entry = await ranker.scorer.top(recommender, query)
         items = recommender.ranked(entry, k)
         lists = (
             recommender.label_products(
-                items, n=products, client_id=client_id, exclude_bought=exclude_bought_products
+                items, n=products, client_id=client_id, live=live, exclude_bought=exclude_bought_products
             )
             if products
             else None
         )
         response = ranking_response(
-            recommender, items, client_id=client_id, k=k, candidates=entry.candidates, products=lists
+            served, items, client_id=client_id, k=k, candidates=entry.candidates, products=lists
         )
         body = response.model_dump_json().encode()
-        bodies.put(key, body)
+        served.keep_body(key, live.revision if live is not None else 0, body)
     return Response(body, media_type="application/json")
 
 
@@ -167,7 +149,7 @@ async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
         else None
     )
     return ranking_response(
-        recommender, items, client_id=None, k=request.k, candidates=entry.candidates, products=lists
+        ranker.served, items, client_id=None, k=request.k, candidates=entry.candidates, products=lists
     )
 
 

@@ -90,7 +90,7 @@ def test_reload_of_a_damaged_version_keeps_serving_the_old_one_and_says_why(
 ) -> None:
     before = _version(admin)
     add_version(root, "v-bad", damage=damaged)
-    with caplog.at_level(logging.ERROR, logger="app.api.routes.admin"):
+    with caplog.at_level(logging.ERROR, logger="app.lifecycle"):
         error = assert_error(_reload(admin), 409, "conflict")
     assert (
         f"still serving {before}" in error["message"] and f"{damaged}: SHA-256 mismatch" in error["message"]

@@ -1,0 +1,121 @@
+"""Which database, how to connect, and bringing its schema up to date.
+
+SQLite is the embedded default: one file, `wdrec.sqlite3`, in a state folder beside the artifacts root
+(`<root>/../state/`, or `WDREC_STATE_DIR`), in WAL mode (readers never wait for the writer) with
+`synchronous=FULL` (a commit is on disk before it returns, so nothing acknowledged is lost to a crash or
+power cut). Writes take the write lock when their transaction begins (`BEGIN IMMEDIATE`, see `writing`), so
+two processes never deadlock upgrading a read lock. PostgreSQL (`WDREC_DATABASE_URL`, driver psycopg 3)
+serves several replicas; its default `synchronous_commit=on` gives the same guarantee.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from app.core.config import Settings
+from training.artifacts import METADATA
+from training.errors import ConfigError, WdrecError
+
+SQLITE_FILE = "wdrec.sqlite3"
+STATE_DIR = "state"
+MIGRATIONS = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's write lock before failing
+MIGRATION_LOCK = 0x77647265  # PostgreSQL advisory lock key ("wdre"): one replica migrates at a time
+POOL = {"pool_size": 8, "max_overflow": 32, "pool_timeout": 30}  # the thread pool has 40 threads
+
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # a line per plugin at each start
+
+
+class DatabaseError(WdrecError):
+    """The database cannot be opened or brought up to date; names it (without its password)."""
+
+
+def default_state_dir(artifacts_dir: Path) -> Path:
+    """`state/` beside the artifacts root (the root is the folder holding `current`)."""
+    root = artifacts_dir.parent if (artifacts_dir / METADATA).exists() else artifacts_dir
+    return root.absolute().parent / STATE_DIR
+
+
+def database_url(settings: Settings) -> URL:
+    """WDREC_DATABASE_URL (postgresql:// means psycopg 3), else the SQLite file in the state folder."""
+    if settings.database_url is None:
+        state_dir = settings.state_dir or default_state_dir(settings.artifacts_dir)
+        return URL.create("sqlite", database=str(state_dir.absolute() / SQLITE_FILE))
+    try:
+        url = make_url(settings.database_url.get_secret_value())
+    except ArgumentError as exc:
+        raise ConfigError(f"WDREC_DATABASE_URL: not a database URL ({exc})") from None
+    if url.drivername in ("postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"):
+        return url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() == "sqlite" and url.database:
+        return url
+    raise ConfigError(
+        f"WDREC_DATABASE_URL: unsupported database {url.drivername!r}; expected postgresql://... or "
+        "sqlite:////absolute/path.sqlite3"
+    )
+
+
+def describe(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def open_database(url: URL) -> Engine:
+    """An engine for `url`, its schema migrated to the newest version; DatabaseError if unreachable."""
+    if url.get_backend_name() == "sqlite":
+        Path(str(url.database)).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **POOL)
+        _configure_sqlite(engine)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, **POOL)
+    try:
+        migrate(engine)
+    except (SQLAlchemyError, OSError) as exc:
+        engine.dispose()
+        raise DatabaseError(f"database {describe(url)}: {exc.__class__.__name__}: {exc}".strip()) from exc
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _: Any) -> None:
+        dbapi_connection.isolation_level = None  # transactions begin where `on_begin` says
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", f"busy_timeout={BUSY_TIMEOUT_MS}"):
+            dbapi_connection.execute(f"PRAGMA {pragma}")
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
+
+    @event.listens_for(engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        immediate = connection.get_execution_options().get("immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A write transaction, committed on leaving (rolled back on an exception); on SQLite it holds the
+    write lock from its start."""
+    with engine.connect() as connection:
+        connection.execution_options(immediate=True)
+        with connection.begin():
+            yield connection
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to the newest migration; concurrent processes wait for each other (SQLite's
+    write lock, PostgreSQL's advisory lock), so replicas started together migrate once."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with writing(engine) as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

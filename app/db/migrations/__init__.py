@@ -1,0 +1,1 @@
+"""Alembic migrations of the service database (app/db/engine.py runs them at start-up)."""

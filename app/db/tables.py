@@ -1,0 +1,50 @@
+"""The database's tables, as SQLAlchemy Core: what the store reads and writes (migrations/ creates them).
+
+`clients.revision` goes up by one with every write for the client, in the same transaction: any reader,
+in any process, can tell from it whether what it computed for the client is still current.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+SESSION_ID_LEN = 64
+
+metadata = MetaData()
+
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("revision", BigInteger, nullable=False),
+    Column("gender", String(1)),  # None: not set through the API
+    Column("age", SmallInteger),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    # SQLite's rowid alias must be INTEGER; the id orders a client's sessions of one date as recorded.
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("client_id", BigInteger, ForeignKey("clients.client_id"), nullable=False),
+    Column("session_id", String(SESSION_ID_LEN), nullable=False),
+    Column("session_date", Date, nullable=False),
+    Column("labels", JSON, nullable=False),  # CLAC3 names: stable across model versions, unlike ids
+    Column("products", JSON),  # the PD_C codes sent, or null when labels were sent
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("client_id", "session_id", name="uq_sessions_client_session"),
+)

@@ -1,0 +1,139 @@
+"""The process lifecycle: open the database and load the served version at start-up, hot reload (one at a
+time), SIGHUP, the rolling restart of several worker processes, and closing down.
+
+A reload loads and verifies the version `current` points at now, off the event loop, then swaps
+`app.state.served` in one assignment: requests already running finish on the version they started with,
+later ones get the new one, none waits. A failed load changes nothing; the reason goes to the log and to
+the caller. With several worker processes a worker cannot swap its siblings' models: it asks uvicorn's
+supervisor (its parent) for a rolling restart instead, which starts a replacement for each worker in turn
+and retires the old one only once the new one serves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from app.core.config import Settings
+from app.core.memory import freeze_long_lived
+from app.db.engine import database_url, open_database
+from app.served import ServedVersion
+from app.store import SessionStore
+from training.errors import WdrecError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Swap:
+    """The outcome of a successful reload."""
+
+    version: str  # now served
+    previous: str  # served before
+
+
+class ReloadError(Exception):
+    """A reload that failed; the old version is still served."""
+
+    def __init__(self, served: str, reason: str) -> None:
+        super().__init__(f"reload failed, still serving {served}: {reason}")
+        self.served, self.reason = served, reason
+
+
+def open_store(settings: Settings) -> SessionStore:
+    """The configured database, migrated (DatabaseError naming it if unreachable)."""
+    return SessionStore(open_database(database_url(settings)))
+
+
+@contextlib.asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[None]:
+    """The app's life: open the database, load the served version (unless create_app was given one),
+    reload on SIGHUP; close the database at the end."""
+    store = await anyio.to_thread.run_sync(open_store, app.state.settings)
+    app.state.store = store
+    try:
+        if app.state.served is None:
+            app.state.served = await anyio.to_thread.run_sync(ServedVersion.load, app.state.settings)
+        freeze_long_lived()
+        async with reload_on_sighup(app):
+            yield
+    finally:
+        store.close()
+
+
+async def reload_served(app: FastAPI) -> Swap:
+    """Load, verify and swap in the newest artifact version; ReloadError (old one kept) if it is bad."""
+    async with app.state.reload_lock:  # one reload at a time: two would load twice and race on the swap
+        old: ServedVersion = app.state.served
+        try:
+            new = await anyio.to_thread.run_sync(partial(ServedVersion.load, app.state.settings))
+        except (WdrecError, OSError) as exc:
+            error = ReloadError(old.version, str(exc))
+            logger.error("%s", error)
+            raise error from exc
+        app.state.served = new  # the one reference swap
+        freeze_long_lived()
+    logger.info("reloaded: serving %s (was %s)", new.version, old.version)
+    return Swap(version=new.version, previous=old.version)
+
+
+def request_rolling_restart() -> None:
+    """Ask uvicorn's supervisor (this worker's parent) to replace every worker, one at a time."""
+    os.kill(os.getppid(), signal.SIGHUP)
+
+
+_EARLY_SIGHUP = threading.Event()  # a SIGHUP arrived before the app's event loop took the signal over
+
+
+def defer_early_sighup() -> None:
+    """From now until `reload_on_sighup` takes over, remember a SIGHUP instead of dying of it (the default
+    action): the app then reloads once it runs, so a version switched during start-up is picked up."""
+    signal.signal(signal.SIGHUP, lambda signum, frame: _EARLY_SIGHUP.set())
+
+
+async def _reload_logged(app: FastAPI) -> None:
+    with contextlib.suppress(ReloadError):  # already logged; the old version keeps serving
+        await reload_served(app)
+
+
+@contextlib.asynccontextmanager
+async def reload_on_sighup(app: FastAPI) -> AsyncIterator[None]:
+    """While the app runs, SIGHUP reloads the artifacts (where the loop can take signals)."""
+    app.state.reload_lock = asyncio.Lock()
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    def on_sighup() -> None:
+        task = loop.create_task(_reload_logged(app))
+        tasks.add(task)  # keep a reference until done: the loop holds tasks weakly
+        task.add_done_callback(tasks.discard)
+
+    installed = _add_sighup_handler(loop, on_sighup)
+    if installed and _EARLY_SIGHUP.is_set():
+        _EARLY_SIGHUP.clear()
+        logger.info("SIGHUP during start-up: reloading")
+        on_sighup()
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGHUP)
+
+
+def _add_sighup_handler(loop: asyncio.AbstractEventLoop, handler: Callable[[], None]) -> bool:
+    try:
+        loop.add_signal_handler(signal.SIGHUP, handler)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (TestClient), or no POSIX
+        logger.debug("SIGHUP reload not available in this event loop")
+        return False
+    return True

@@ -1,0 +1,193 @@
+"""The recorded clients: sessions and demographics written through the API, read on every ranking.
+
+Every write is one transaction, committed (durable: see app/db/engine.py) before it returns, that also
+raises the client's revision; a session is stored whole or not at all. Recording is idempotent on
+(client, session ID): the same session again returns the stored one, another body under the same ID is a
+SessionConflictError.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, Row, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from app.db.engine import writing
+from app.db.tables import clients, sessions
+from app.errors import SessionConflictError, StoreUnavailableError
+from app.live import LiveClient, RecordedSession
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """A session to record: labels already checked against the vocabulary (and derived from `products`
+    when those were sent)."""
+
+    session_id: str
+    date: dt.date
+    labels: tuple[str, ...]
+    products: tuple[int, ...] | None
+
+    def same_as(self, stored: RecordedSession) -> bool:
+        """Whether `stored` is this session recorded before (the same request again)."""
+        if (self.date, self.products) != (stored.date, stored.products):
+            return False
+        return self.products is not None or self.labels == stored.labels
+
+
+class _Taken(Exception):
+    """The session ID is taken by `stored`."""
+
+    def __init__(self, stored: RecordedSession) -> None:
+        super().__init__(stored.session_id)
+        self.stored = stored
+
+
+def _unavailable_on_operational_error(method: Callable[P, R]) -> Callable[P, R]:
+    """A database that does not answer (down, locked past the timeout) is a StoreUnavailableError."""
+
+    @wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except OperationalError as exc:
+            logger.error("database error: %s", exc)
+            raise StoreUnavailableError() from exc
+
+    return wrapper
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """SQLite returns naive datetimes: every stored time is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _recorded(row: Row[Any]) -> RecordedSession:
+    products = row.products
+    return RecordedSession(
+        session_id=row.session_id,
+        date=row.session_date,
+        labels=tuple(row.labels),
+        products=tuple(products) if products is not None else None,
+        recorded_at=_utc(row.recorded_at),
+    )
+
+
+class SessionStore:
+    """Reads and writes recorded clients in one database (thread-safe: one connection per call)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @_unavailable_on_operational_error
+    def revision(self, client_id: int) -> int:
+        """The client's revision; 0 when nothing was ever recorded for it."""
+        with self.engine.connect() as connection:
+            value = connection.scalar(select(clients.c.revision).where(clients.c.client_id == client_id))
+        return int(value or 0)
+
+    @_unavailable_on_operational_error
+    def client(self, client_id: int) -> LiveClient | None:
+        """The client's recorded state (one consistent read), or None if nothing was recorded."""
+        with self.engine.connect() as connection, connection.begin():
+            row = connection.execute(select(clients).where(clients.c.client_id == client_id)).first()
+            if row is None:
+                return None
+            recorded = connection.execute(
+                select(sessions)
+                .where(sessions.c.client_id == client_id)
+                .order_by(sessions.c.session_date, sessions.c.id)
+            ).all()
+        return LiveClient(client_id, row.revision, row.gender, row.age, tuple(map(_recorded, recorded)))
+
+    @_unavailable_on_operational_error
+    def record_session(self, client_id: int, new: NewSession) -> tuple[RecordedSession, bool]:
+        """Store `new` durably; (the stored session, True) if new, (it, False) if the same was stored
+        before; SessionConflictError if its ID holds another session."""
+        now = dt.datetime.now(dt.UTC)
+        try:
+            self._insert_session(client_id, new, now)
+        except _Taken as taken:
+            if not new.same_as(taken.stored):
+                raise SessionConflictError(client_id, new.session_id, _public(taken.stored)) from None
+            return taken.stored, False
+        return RecordedSession(new.session_id, new.date, new.labels, new.products, now), True
+
+    def _insert_session(self, client_id: int, new: NewSession, now: dt.datetime) -> None:
+        with writing(self.engine) as connection:
+            # The client's row first: on PostgreSQL its lock orders concurrent writes for one client, so
+            # the lookup below sees a session committed by a writer it waited for.
+            self._bump(connection, client_id, now, {})
+            row = connection.execute(
+                select(sessions).where(
+                    (sessions.c.client_id == client_id) & (sessions.c.session_id == new.session_id)
+                )
+            ).first()
+            if row is not None:
+                raise _Taken(_recorded(row))  # rolls back: the revision stays as it was
+            connection.execute(
+                sessions.insert().values(
+                    client_id=client_id,
+                    session_id=new.session_id,
+                    session_date=new.date,
+                    labels=list(new.labels),
+                    products=list(new.products) if new.products is not None else None,
+                    recorded_at=now,
+                )
+            )
+
+    @_unavailable_on_operational_error
+    def set_demographics(self, client_id: int, *, gender: str | None, age: int | None) -> None:
+        """Record the client's gender and age (None: not set), durably."""
+        with writing(self.engine) as connection:
+            self._bump(connection, client_id, dt.datetime.now(dt.UTC), {"gender": gender, "age": age})
+
+    def _bump(self, connection: Connection, client_id: int, now: dt.datetime, values: dict[str, Any]) -> None:
+        """Create the client's row, or raise its revision by one, setting `values` too."""
+        statement = self._insert(clients).values(client_id=client_id, revision=1, updated_at=now, **values)
+        connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=[clients.c.client_id],
+                set_={"revision": clients.c.revision + 1, "updated_at": now, **values},
+            )
+        )
+
+    @_unavailable_on_operational_error
+    def all_clients(self) -> Iterator[LiveClient]:
+        """Every recorded client, by client ID, from one consistent read (for `wdrec export`)."""
+        with self.engine.connect() as connection, connection.begin():
+            rows = connection.execute(select(clients).order_by(clients.c.client_id)).all()
+            recorded: dict[int, list[RecordedSession]] = {}
+            for session_row in connection.execute(
+                select(sessions).order_by(sessions.c.client_id, sessions.c.session_date, sessions.c.id)
+            ):
+                recorded.setdefault(session_row.client_id, []).append(_recorded(session_row))
+        for row in rows:
+            yield LiveClient(
+                row.client_id, row.revision, row.gender, row.age, tuple(recorded.get(row.client_id, []))
+            )
+
+
+def _public(stored: RecordedSession) -> dict[str, Any]:
+    return {
+        "session_id": stored.session_id,
+        "date": stored.date.isoformat(),
+        "labels": list(stored.labels),
+        "products": list(stored.products) if stored.products is not None else None,
+    }

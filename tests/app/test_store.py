@@ -1,0 +1,104 @@
+"""The store of recorded clients, against a real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlalchemy import make_url
+
+from app.db.engine import open_database
+from app.errors import SessionConflictError
+from app.store import NewSession, SessionStore
+
+DAY = dt.date(2026, 11, 30)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SessionStore]:
+    opened = SessionStore(open_database(make_url(database_url)))
+    yield opened
+    opened.close()
+
+
+def _session(session_id: str = "s1", *labels: str, date: dt.date = DAY) -> NewSession:
+    return NewSession(session_id, date, labels or ("여성샴푸",), None)
+
+
+def test_record_session_then_the_same_again_returns_the_stored_one(store: SessionStore) -> None:
+    first, created = store.record_session(7, _session("s1", "a", "b"))
+    again, created_again = store.record_session(7, _session("s1", "a", "b"))
+    assert (created, created_again) == (True, False)
+    assert again == first and again.labels == ("a", "b") and again.recorded_at.tzinfo is not None
+    assert store.revision(7) == 1  # the repeat changed nothing
+
+
+def test_record_session_another_body_under_a_taken_id_is_a_conflict(store: SessionStore) -> None:
+    store.record_session(7, _session("s1", "a"))
+    with pytest.raises(SessionConflictError) as caught:
+        store.record_session(7, _session("s1", "b"))
+    assert caught.value.details["stored"]["labels"] == ["a"]
+    with pytest.raises(SessionConflictError):
+        store.record_session(7, _session("s1", "a", date=DAY - dt.timedelta(days=1)))
+    assert store.revision(7) == 1
+    _, created = store.record_session(8, _session("s1", "b"))  # the ID is per client
+    assert created
+
+
+def test_client_lists_sessions_by_date_then_as_recorded_and_bumps_revisions(store: SessionStore) -> None:
+    assert store.client(7) is None and store.revision(7) == 0
+    store.record_session(7, _session("late", "c", date=DAY))
+    store.record_session(7, _session("early", "a", date=DAY - dt.timedelta(days=3)))
+    store.record_session(7, _session("late-2", "d", date=DAY))
+    store.set_demographics(7, gender="F", age=30)
+    live = store.client(7)
+    assert live is not None
+    assert [s.session_id for s in live.sessions] == ["early", "late", "late-2"]
+    assert (live.revision, live.gender, live.age) == (4, "F", 30)
+    store.set_demographics(7, gender=None, age=None)
+    assert store.client(7).gender is None  # type: ignore[union-attr]
+
+
+def test_products_are_kept_and_compared(store: SessionStore) -> None:
+    new = NewSession("p", DAY, ("a",), (101, 102))
+    stored, _ = store.record_session(9, new)
+    assert stored.products == (101, 102)
+    assert store.record_session(9, NewSession("p", DAY, ("a",), (101, 102)))[1] is False
+    with pytest.raises(SessionConflictError):
+        store.record_session(9, NewSession("p", DAY, ("a",), (101,)))
+
+
+def test_a_recorded_session_survives_reopening_the_database(database_url: str) -> None:
+    first = SessionStore(open_database(make_url(database_url)))
+    first.record_session(5, _session("kept", "x"))
+    first.close()
+    second = SessionStore(open_database(make_url(database_url)))  # migrating again is a no-op
+    try:
+        live = second.client(5)
+        assert live is not None and [s.labels for s in live.sessions] == [("x",)]
+    finally:
+        second.close()
+
+
+def test_concurrent_writes_of_one_session_create_it_once(store: SessionStore) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(lambda _: store.record_session(3, _session("same", "a"))[1], range(16)))
+    assert outcomes.count(True) == 1 and store.revision(3) == 1
+
+
+def test_concurrent_writes_of_distinct_sessions_keep_every_one(store: SessionStore) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: store.record_session(3, _session(f"s{i}", "a")), range(24)))
+    live = store.client(3)
+    assert live is not None and len(live.sessions) == 24 and live.revision == 24
+
+
+def test_all_clients_lists_every_client_with_its_sessions(store: SessionStore) -> None:
+    store.record_session(2, _session("a", "x"))
+    store.set_demographics(1, gender="M", age=None)
+    store.record_session(2, _session("b", "y"))
+    listed = list(store.all_clients())
+    assert [(c.client_id, len(c.sessions)) for c in listed] == [(1, 0), (2, 2)]
+    assert listed[0].gender == "M"
