@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import polars as pl
 from app.live import LiveClient
 from app.store import SessionStore
 from training.errors import WdrecError
+from training.folders import replace_folder
 from training.load import read_table
 from training.schema import CUSTOM, MASTER, PRODUCT, SESSION
 
@@ -156,21 +156,11 @@ def _custom(custom: pl.DataFrame, recorded: Iterable[LiveClient]) -> pl.DataFram
 
 
 def _write_atomically(out_dir: Path, tables: dict[str, pl.DataFrame]) -> None:
-    out_dir = out_dir.absolute()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir()
-    try:
+    def write(stage: Path) -> None:
+        stage.mkdir()
         for name, frame in tables.items():
             frame.write_csv(stage / name)
             with (stage / name).open("rb") as fh:
                 os.fsync(fh.fileno())
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        if out_dir.exists():
-            out_dir.rename(old)
-        stage.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
+
+    replace_folder(out_dir.absolute(), write)

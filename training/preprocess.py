@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import polars as pl
 
 from training.dataset import ProcessedData, Vocabulary
 from training.errors import ConfigError
+from training.folders import replace_folder
 from training.load import Tables, load_tables
 from training.schema import AGES, GENDERS
 
@@ -105,19 +104,7 @@ def run_preprocess(
 ) -> ProcessedData:
     """load_and_preprocess, then write the processed folder atomically (all of it or nothing)."""
     data = load_and_preprocess(data_dir, profile=profile, encoding=encoding)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        data.save(tmp)
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        if out_dir.exists():
-            out_dir.rename(old)
-        tmp.rename(out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    replace_folder(out_dir, data.save)
     log.info("processed data set written to %s", out_dir)
     return data
 
