@@ -260,6 +260,14 @@ class WideAndDeep(nn.Module):
             total = total + term
         return total
 
+    @torch.jit.export
+    def explain(
+        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
+    ) -> tuple[WideTerms, torch.Tensor]:
+        """`contributions` of the raw inputs (the serving path: no excluded neighbour row), in `forward`'s
+        argument order, so `model.explain(*inputs)` itemises exactly what `model(*inputs)` sums."""
+        return self.contributions(self.features(hist, gender, age, None), gender, age, doc_vec)
+
     def forward(
         self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
     ) -> torch.Tensor:

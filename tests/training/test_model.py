@@ -111,6 +111,9 @@ def test_contributions_sum_exactly_to_forward_and_ablations_zero_a_part(start: s
     wide, deep = model.contributions(model.features(HIST, GENDER, AGE), GENDER, AGE, doc)
     total = deep + sum(wide)
     assert torch.allclose(total, model(HIST, GENDER, AGE, doc), atol=1e-6)
+    explained = model.explain(HIST, GENDER, AGE, doc)
+    assert all(torch.equal(a, b) for a, b in zip(explained[0], wide, strict=True))
+    assert torch.equal(explained[1], deep)
     assert all(not torch.all(term == 0) for term in wide[:6]) and not torch.all(deep == 0)
     assert (not torch.all(wide.start_own == 0)) == (start is not None)
     wide_only = make_model("wide")
@@ -150,7 +153,7 @@ def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path)
         case = torch.load("case.pt")
         logits = model(*case["inputs"])
         hist, gender, age, doc = case["inputs"]
-        wide, deep = model.contributions(model.features(hist, gender, age, None), gender, age, doc)
+        wide, deep = model.explain(*case["inputs"])
         assert torch.allclose(logits, case["expected"], atol=1e-6), (logits, case["expected"])
         assert torch.allclose(sum(wide) + deep, logits, atol=1e-5)
         assert wide.start_own.abs().sum() > 0  # the start's features travel in the graph
