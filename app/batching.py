@@ -1,8 +1,10 @@
 """Micro-batching: requests that arrive while the model is busy are scored together in one forward pass.
 
 Per request, a forward pass over all labels costs about as much for one history as for eight, and every
-call to a worker thread costs a hop; under load, batching turns both into per-batch costs. Nothing waits
-for a batch to fill: an idle scorer starts on the first request at once, so a lone request pays nothing.
+call to a worker thread costs a hop; under load, batching turns both into per-batch costs. So does reading
+the recorded state of the clients a batch ranks: one database read for the whole batch, on its thread.
+Nothing waits for a batch to fill: an idle scorer starts on the first request at once, so a lone request
+pays nothing.
 """
 
 from __future__ import annotations
@@ -10,18 +12,43 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
+from typing import Any, NamedTuple
 
 import anyio.to_thread
 
 from app.errors import ServiceError
+from app.filters import Filters
+from app.live import LiveClient
 from app.recommender import Query, Recommender, TopK
+from app.store import SessionStore
 
 logger = logging.getLogger(__name__)
 
 MakeQuery = Callable[[], Query]  # builds (and validates) a query on the worker thread
-Outcome = TopK | ServiceError
-Pending = tuple[MakeQuery, "asyncio.Future[TopK]"]
+
+
+@dataclass(frozen=True)
+class ClientJob:
+    """A client's ranking from its current history: its recorded state is read on the worker thread,
+    together with the other clients of the batch."""
+
+    store: SessionStore
+    client_id: int
+    filters: Filters
+
+
+class ClientRanking(NamedTuple):
+    """A client's ranking and the recorded state it was computed from (None: nothing recorded)."""
+
+    top: TopK
+    live: LiveClient | None
+
+
+Job = MakeQuery | ClientJob
+Outcome = TopK | ClientRanking | ServiceError
+Pending = tuple[Job, "asyncio.Future[Any]"]
 
 
 class BatchScorer:
@@ -40,8 +67,20 @@ class BatchScorer:
 
     async def top(self, recommender: Recommender, make_query: MakeQuery) -> TopK:
         """The ranking of `make_query()`; its ServiceError (unknown labels, bad k...) is raised here."""
-        future: asyncio.Future[TopK] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(recommender, []).append((make_query, future))
+        top: TopK = await self._submit(recommender, make_query)
+        return top
+
+    async def client(
+        self, recommender: Recommender, store: SessionStore, client_id: int, filters: Filters
+    ) -> ClientRanking:
+        """The client's ranking (its training sessions, then those `store` holds now), the top max_k;
+        UnknownClientError if neither has the client."""
+        ranking: ClientRanking = await self._submit(recommender, ClientJob(store, client_id, filters))
+        return ranking
+
+    async def _submit(self, recommender: Recommender, job: Job) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.setdefault(recommender, []).append((job, future))
         if self._busy < self.threads:
             # Counting tasks by their done-callbacks would race: a request woken by a batch's last result
             # runs before its finished scorer task is forgotten, would find no free scorer, and wait forever.
@@ -64,10 +103,10 @@ class BatchScorer:
             del queue[: self.max_batch]
             if not queue:
                 del self._pending[recommender]
-            makers = [make for make, _ in batch]
+            jobs = [job for job, _ in batch]
             outcomes: Sequence[Outcome | Exception]
             try:
-                outcomes = await anyio.to_thread.run_sync(partial(score_batch, recommender, makers))
+                outcomes = await anyio.to_thread.run_sync(partial(score_batch, recommender, jobs))
             except Exception as exc:  # a failure of the batch itself fails each of its requests
                 logger.exception("scoring a batch of %d failed", len(batch))
                 outcomes = [exc] * len(batch)
@@ -80,14 +119,48 @@ class BatchScorer:
                     future.set_result(outcome)
 
 
-def score_batch(recommender: Recommender, makers: Sequence[MakeQuery]) -> list[Outcome]:
-    """Each maker's ranking, or the ServiceError it raised; the valid queries share one forward pass."""
+def score_batch(recommender: Recommender, jobs: Sequence[Job]) -> list[Outcome]:
+    """Each job's ranking, or the ServiceError it raised; the valid queries share one forward pass."""
+    states = recorded_states(jobs)
     parsed: list[Query | ServiceError] = []
-    for make in makers:
+    lives: list[LiveClient | None] = []
+    for job in jobs:
+        live = None
         try:
-            parsed.append(make())
+            if not isinstance(job, ClientJob):
+                parsed.append(job())
+            elif isinstance(state := states[job.store], ServiceError):
+                parsed.append(state)
+            else:
+                live = state.get(job.client_id)
+                parsed.append(recommender.client_query(job.client_id, job.filters, live))
         except ServiceError as exc:
             parsed.append(exc)
+        lives.append(live)
     queries = [item for item in parsed if isinstance(item, Query)]
     tops = iter(recommender.top(queries) if queries else [])
-    return [next(tops) if isinstance(item, Query) else item for item in parsed]
+    outcomes: list[Outcome] = []
+    for job, item, live in zip(jobs, parsed, lives, strict=True):
+        if isinstance(item, ServiceError):
+            outcomes.append(item)
+        else:
+            top = next(tops)
+            outcomes.append(ClientRanking(top, live) if isinstance(job, ClientJob) else top)
+    return outcomes
+
+
+def recorded_states(
+    jobs: Sequence[Job],
+) -> dict[SessionStore, dict[int, LiveClient] | ServiceError]:
+    """The recorded state of the client jobs' clients, one read per store, or the store's error."""
+    wanted: dict[SessionStore, set[int]] = {}
+    for job in jobs:
+        if isinstance(job, ClientJob):
+            wanted.setdefault(job.store, set()).add(job.client_id)
+    states: dict[SessionStore, dict[int, LiveClient] | ServiceError] = {}
+    for store, client_ids in wanted.items():
+        try:
+            states[store] = store.clients(client_ids)
+        except ServiceError as exc:
+            states[store] = exc
+    return states

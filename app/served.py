@@ -46,6 +46,11 @@ class ServedVersion:
     def version(self) -> str:
         return self.recommender.version
 
+    @property
+    def caching(self) -> bool:
+        """Whether GET /recommend bodies are kept (WDREC_RECOMMEND_CACHE_SIZE > 0)."""
+        return self.responses.size > 0
+
     def cached_body(self, key: CacheKey, revision: int) -> bytes | None:
         """The cached body of a query if it was computed at the client's `revision`, else None."""
         entry = self.responses.get(key)

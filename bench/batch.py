@@ -33,7 +33,7 @@ import polars as pl
 import uvloop
 
 from bench import RESULTS, targets_table, write_results
-from bench.serve import DEFAULT_ROOT, ensure_artifacts
+from bench.serve import DEFAULT_ROOT, all_client_ids, ensure_artifacts
 from tests.e2e import conftest as e2e
 from tests.e2e.conftest import running_server
 
@@ -50,16 +50,6 @@ def tree_peak_rss_mb(pid: int) -> float:
     own = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return own + sum(tree_peak_rss_mb(int(child)) for child in children)
-
-
-def all_client_ids(url: str, page: int = 1000) -> list[int]:
-    """Every client ID the server knows, from GET /clients page by page."""
-    ids: list[int] = []
-    while True:
-        found = httpx.get(f"{url}/clients", params={"limit": page, "offset": len(ids)}).json()["clients"]
-        ids += [item["client_id"] for item in found]
-        if len(found) < page:
-            return ids
 
 
 async def fetch_all(url: str, client_ids: list[int], connections: int) -> dict[int, list[str]]:

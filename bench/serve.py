@@ -1,7 +1,7 @@
 """Benchmark: GET /recommend and POST /score against the trivial GET /health of the same uvicorn server.
 
     .venv/bin/python -m bench.serve [--artifacts DIR] [--seconds 8] [--rounds 2] [--connections 32]
-                                    [--loaders httpx,wrk] [--workers 1,2]
+                                    [--loaders httpx,wrk] [--workers 1,2] [--live-rounds 3]
 
 Without --artifacts, generates the default data set into results/tmp/serve/ and trains the default
 architecture for a few epochs there (reused by later runs). The server is `wdrec serve --workers N`, one
@@ -16,7 +16,16 @@ over its requests (connections, TorchScript's first runs, /recommend's per-clien
 routes alternate over `--rounds` rounds and each keeps its best round, so load from other processes hits
 all alike. Server CPU per request comes from /proc/<pid>/stat of the server's whole process tree.
 Targets (2 cores, 32 connections): /recommend >= 60% of /health's throughput with p99 <= 25 ms;
-/score p99 <= 40 ms. Writes results/serve.json and results/serve.md.
+/score p99 <= 40 ms.
+
+Then live histories (wrk, 2 workers, when wrk is installed): a server with its response cache off
+(WDREC_RECOMMEND_CACHE_SIZE=0) and the write API on, over `--live-rounds` rounds of: /health; GET
+/recommend cycling through every client in a shuffled order (each request another client, every one
+computed); POST /clients/{id}/sessions, each a new session of a known client; and a mix of both, two wrk
+processes at once with the connections split so that about 10% of the requests are writes (from the
+round's own read and write latencies), reporting the reads' and the writes' figures apart. Targets:
+uncached /recommend >= 50% of /health's throughput with p99 <= 25 ms; write p99 <= 25 ms; reads' p99 in
+the mix <= 25 ms. Writes results/serve.json and results/serve.md.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +57,9 @@ DEFAULT_ROOT = RESULTS / "tmp" / "serve"
 # The default architecture; accuracy is not measured.
 QUICK_TRAINING = ("optim.max_epochs=3", "ablations=false")
 TARGET_RATIO, TARGET_RECOMMEND_P99_MS, TARGET_SCORE_P99_MS = 0.60, 25.0, 40.0
+TARGET_UNCACHED_RATIO, TARGET_LIVE_P99_MS = 0.50, 25.0
+WRITE_SHARE = 0.10  # of the mix's requests
+WRITE_KEY = "bench-write-key"
 WARM_UP_MAX_SECONDS = 30.0
 Request = tuple[str, str, bytes | None]  # method, path, JSON body
 
@@ -151,7 +163,15 @@ def load_httpx(url: str, requests: list[Request], *, seconds: float, connections
     )
 
 
-WRK_SCRIPT = """
+WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('{"requests": %d, "errors": %d, "seconds": %f, "p50_us": %d, "p99_us": %d}\\n',
+    summary.requests, e.connect + e.read + e.write + e.timeout + e.status, summary.duration / 1e6,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+WRK_CYCLE = """
 local bodies = {%s}
 local reqs = {}
 init = function(args)
@@ -164,34 +184,83 @@ request = function()
   n = n %% #reqs + 1
   return reqs[n]
 end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('{"requests": %%d, "errors": %%d, "seconds": %%f, "p50_us": %%d, "p99_us": %%d}\\n',
-    summary.requests, e.connect + e.read + e.write + e.timeout + e.status, summary.duration / 1e6,
-    latency:percentile(50), latency:percentile(99)))
+"""
+# Each request a new session (ID: the run's prefix and a counter) of the next client, two labels.
+WRK_WRITES = """
+local ids = {%s}
+local labels = {%s}
+local n = 0
+request = function()
+  n = n + 1
+  local body = string.format('{"session_id": "%s-%%d", "date": "2026-11-30", "labels": ["%%s", "%%s"]}',
+    n, labels[n %% #labels + 1], labels[(n * 7) %% #labels + 1])
+  return wrk.format("POST", "/clients/" .. ids[n %% #ids + 1] .. "/sessions",
+    {["content-type"] = "application/json", ["x-api-key"] = "%s"}, body)
 end
 """
 
 
-def load_wrk(url: str, requests: list[Request], *, seconds: float, connections: int) -> Load:
-    """wrk, one thread, cycling through `requests`; its Lua `done` hook prints the figures as JSON."""
+def lua_string(text: str) -> str:
+    return "[==[" + text + "]==]"
+
+
+def cycle_script(requests: list[Request]) -> str:
+    """wrk's Lua cycling through `requests`."""
     entries = [
-        f"{{{json.dumps(method)}, {json.dumps(path)}, {'[==[' + body.decode() + ']==]' if body else 'nil'}}}"
+        f"{{{json.dumps(method)}, {json.dumps(path)}, {lua_string(body.decode()) if body else 'nil'}}}"
         for method, path, body in requests
     ]
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", encoding="utf-8") as script:
-        script.write(WRK_SCRIPT % ",\n".join(entries))
-        script.flush()
-        command = ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "-s", script.name, url]
-        out = subprocess.run(command, check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
-    figures = json.loads(out.strip().splitlines()[-1])
-    return Load(
-        requests=figures["requests"] - figures["errors"],
-        errors=figures["errors"],
-        seconds=figures["seconds"],
-        p50_ms=figures["p50_us"] / 1e3,
-        p99_ms=figures["p99_us"] / 1e3,
+    return WRK_CYCLE % ",\n".join(entries)
+
+
+def writes_script(client_ids: list[int], labels: list[str], *, prefix: str) -> str:
+    """wrk's Lua recording a new session per request, cycling through `client_ids`."""
+    return WRK_WRITES % (
+        ", ".join(map(str, client_ids)),
+        ", ".join(json.dumps(label, ensure_ascii=False) for label in labels),
+        prefix,
+        WRITE_KEY,
     )
+
+
+@contextlib.contextmanager
+def started_wrk(url: str, script: str, *, seconds: float, connections: int) -> Iterator[Callable[[], Load]]:
+    """wrk (one thread) running `script` plus the figures hook; yields a function that waits for it."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", encoding="utf-8") as file:
+        file.write(script + WRK_DONE)
+        file.flush()
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "-s", file.name, url]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def finish() -> Load:
+            out, err = process.communicate(timeout=seconds + 60)
+            if process.returncode != 0:
+                raise RuntimeError(f"wrk failed: {err}")
+            figures = json.loads(out.strip().splitlines()[-1])
+            return Load(
+                requests=figures["requests"] - figures["errors"],
+                errors=figures["errors"],
+                seconds=figures["seconds"],
+                p50_ms=figures["p50_us"] / 1e3,
+                p99_ms=figures["p99_us"] / 1e3,
+            )
+
+        try:
+            yield finish
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def run_wrk(url: str, script: str, *, seconds: float, connections: int) -> Load:
+    with started_wrk(url, script, seconds=seconds, connections=connections) as finish:
+        return finish()
+
+
+def load_wrk(url: str, requests: list[Request], *, seconds: float, connections: int) -> Load:
+    """wrk, one thread, cycling through `requests`; its Lua `done` hook prints the figures as JSON."""
+    return run_wrk(url, cycle_script(requests), seconds=seconds, connections=connections)
 
 
 LOADERS: dict[str, Callable[..., Load]] = {"httpx": load_httpx, "wrk": load_wrk}
@@ -207,7 +276,10 @@ def measure(
         uvloop.run(warm_up)
     cpu = server_cpu_seconds(pid)
     done = LOADERS[loader](url, requests, **load)
-    cpu = server_cpu_seconds(pid) - cpu
+    return route_result(route, done, server_cpu_seconds(pid) - cpu)
+
+
+def route_result(route: str, done: Load, cpu_seconds: float) -> RouteResult:
     return RouteResult(
         route=route,
         requests=done.requests,
@@ -216,8 +288,139 @@ def measure(
         throughput_rps=round(done.requests / done.seconds, 1),
         p50_ms=round(done.p50_ms, 2),
         p99_ms=round(done.p99_ms, 2),
-        server_cpu_ms_per_request=round(1e3 * cpu / max(done.requests + done.errors, 1), 3),
+        server_cpu_ms_per_request=round(1e3 * cpu_seconds / max(done.requests + done.errors, 1), 3),
     )
+
+
+def all_client_ids(url: str, page: int = 1000) -> list[int]:
+    """Every client ID the server knows, from GET /clients page by page."""
+    ids: list[int] = []
+    while True:
+        found = httpx.get(f"{url}/clients", params={"limit": page, "offset": len(ids)}).json()["clients"]
+        ids += [item["client_id"] for item in found]
+        if len(found) < page:
+            return ids
+
+
+@contextlib.contextmanager
+def environment(**variables: str) -> Iterator[None]:
+    """`variables` set in this process's environment (which servers it starts inherit), then restored."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+
+
+def live_run(artifacts: Path, *, seconds: float, rounds: int, connections: int) -> dict[str, Any]:
+    """The live-history figures of a 2-worker server with its response cache off and the write API on:
+    each route's best round, the mix's too (by its reads' throughput)."""
+    log = RESULTS / "tmp" / "serve-live.log"
+    with (
+        environment(WDREC_RECOMMEND_CACHE_SIZE="0", WDREC_WRITE_API_KEY=WRITE_KEY),
+        running_server(artifacts, log, workers=2) as server,
+    ):
+        client_ids = all_client_ids(server.url)
+        random.Random(0).shuffle(client_ids)
+        labels = [x["name"] for g in httpx.get(f"{server.url}/labels").json()["groups"] for x in g["labels"]]
+        reads: list[Request] = [("GET", f"/recommend/{client_id}?k=10", None) for client_id in client_ids]
+        uvloop.run(hammer(server.url, reads, seconds=WARM_UP_MAX_SECONDS, connections=connections, once=True))
+        best: dict[str, RouteResult] = {}
+        for number in range(rounds):
+            figures = live_round(
+                server,
+                reads,
+                client_ids,
+                labels,
+                prefix=f"bench-{time.time_ns()}-{number}",
+                seconds=seconds,
+                connections=connections,
+            )
+            for route, result in figures.items():
+                print(f"  live {route:<24} {result.throughput_rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
+                      f"p99 {result.p99_ms:7.2f} ms  errors {result.errors}")  # fmt: skip
+            for route, result in figures.items():
+                if route.startswith("mix"):
+                    continue
+                if route not in best or result.throughput_rps > best[route].throughput_rps:
+                    best[route] = result
+            mix_reads = best.get("mix: /recommend")
+            if mix_reads is None or figures["mix: /recommend"].throughput_rps > mix_reads.throughput_rps:
+                best["mix: /recommend"], best["mix: sessions"] = (
+                    figures["mix: /recommend"],
+                    figures["mix: sessions"],
+                )
+    return live_summary(best)
+
+
+def live_round(
+    server: Server,
+    reads: list[Request],
+    client_ids: list[int],
+    labels: list[str],
+    *,
+    prefix: str,
+    seconds: float,
+    connections: int,
+) -> dict[str, RouteResult]:
+    """One round: /health, uncached /recommend, session writes, then the mix."""
+    url, pid = server.url, server.process.pid
+    load = {"seconds": seconds, "connections": connections}
+    figures: dict[str, RouteResult] = {}
+    scripts = {
+        "/health": cycle_script([("GET", "/health", None)]),
+        "/recommend (uncached)": cycle_script(reads),
+        "POST sessions": writes_script(client_ids, labels, prefix=f"{prefix}-w"),
+    }
+    for route, script in scripts.items():
+        cpu = server_cpu_seconds(pid)
+        done = run_wrk(url, script, **load)
+        figures[route] = route_result(route, done, server_cpu_seconds(pid) - cpu)
+    read_ms, write_ms = figures["/recommend (uncached)"].p50_ms, figures["POST sessions"].p50_ms
+    # Closed loops: a connection's share of requests is inversely proportional to its latency.
+    writers = WRITE_SHARE * write_ms / (WRITE_SHARE * write_ms + (1 - WRITE_SHARE) * read_ms)
+    writer_connections = min(max(round(connections * writers), 1), connections - 1)
+    mix_writes = writes_script(client_ids, labels, prefix=f"{prefix}-m")
+    cpu = server_cpu_seconds(pid)
+    readers = connections - writer_connections
+    with (
+        started_wrk(url, scripts["/recommend (uncached)"], seconds=seconds, connections=readers) as reading,
+        started_wrk(url, mix_writes, seconds=seconds, connections=writer_connections) as writing,
+    ):
+        mixed = {"mix: /recommend": reading(), "mix: sessions": writing()}
+    cpu = server_cpu_seconds(pid) - cpu
+    total = sum(done.requests + done.errors for done in mixed.values())
+    for route, done in mixed.items():
+        # The mix's server CPU is shared out by requests: it cannot be told apart per route.
+        figures[route] = route_result(route, done, cpu * (done.requests + done.errors) / max(total, 1))
+    return figures
+
+
+def live_summary(best: dict[str, RouteResult]) -> dict[str, Any]:
+    trivial, uncached = best["/health"], best["/recommend (uncached)"]
+    writes, mix_reads, mix_writes = best["POST sessions"], best["mix: /recommend"], best["mix: sessions"]
+    ratio = uncached.throughput_rps / trivial.throughput_rps
+    share = mix_writes.requests / max(mix_writes.requests + mix_reads.requests, 1)
+    return {
+        "routes": {route: asdict(result) for route, result in best.items()},
+        "uncached_recommend_vs_trivial_throughput": round(ratio, 3),
+        "mix_write_share": round(share, 3),
+        "targets": {
+            f"uncached /recommend throughput >= {TARGET_UNCACHED_RATIO:.0%} of /health": ratio
+            >= TARGET_UNCACHED_RATIO,
+            f"uncached /recommend p99 <= {TARGET_LIVE_P99_MS:g} ms": uncached.p99_ms <= TARGET_LIVE_P99_MS,
+            f"session write p99 <= {TARGET_LIVE_P99_MS:g} ms": writes.p99_ms <= TARGET_LIVE_P99_MS,
+            f"reads' p99 in a {1 - WRITE_SHARE:.0%} / {WRITE_SHARE:.0%} mix <= {TARGET_LIVE_P99_MS:g} ms": (
+                mix_reads.p99_ms <= TARGET_LIVE_P99_MS
+            ),
+            "no errors": all(r.errors == 0 for r in best.values()),
+        },
+    }
 
 
 def build_requests(url: str, *, seed: int = 0, count: int = 1024) -> dict[str, list[Request]]:
@@ -239,7 +442,14 @@ def build_requests(url: str, *, seed: int = 0, count: int = 1024) -> dict[str, l
 
 
 def run(
-    artifacts: Path, loaders: list[str], *, workers: list[int], seconds: float, rounds: int, connections: int
+    artifacts: Path,
+    loaders: list[str],
+    *,
+    workers: list[int],
+    seconds: float,
+    rounds: int,
+    connections: int,
+    live_rounds: int,
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for count in workers:
@@ -264,7 +474,13 @@ def run(
         "n_clients": model["n_clients"],
         "hidden": model["config"]["model"]["hidden"],
     }
-    return {"setup": setup, "workers": results}
+    live = (
+        live_run(artifacts, seconds=seconds, rounds=live_rounds, connections=connections)
+        if live_rounds and "wrk" in loaders
+        else None
+    )
+    setup["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    return {"setup": setup, "workers": results, **({"live": live} if live else {})}
 
 
 def best_rounds(
@@ -315,22 +531,51 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     for workers, by_loader in result["workers"].items():
         for loader, figures in by_loader.items():
-            trivial = figures["routes"]["/health"]["throughput_rps"]
             lines += [
                 "",
                 f"## {workers} worker process{'es' if workers != '1' else ''}, load from {loader}",
                 "",
-                "| route | req/s | vs /health | p50 ms | p99 ms | server CPU ms/req | errors |",
-                "|---|---|---|---|---|---|---|",
+                *route_table(figures["routes"]),
+                "",
+                *targets_table(figures["targets"]),
             ]
-            lines += [
-                f"| {route} | {r['throughput_rps']:.0f} | {r['throughput_rps'] / trivial:.0%} "
-                f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} "
-                f"| {r['server_cpu_ms_per_request']:.2f} | {r['errors']} |"
-                for route, r in figures["routes"].items()
-            ]
-            lines += ["", *targets_table(figures["targets"])]
+    if "live" in result:
+        lines += live_markdown(result["live"], setup)
     return "\n".join(lines) + "\n"
+
+
+def route_table(routes: dict[str, Any]) -> list[str]:
+    """Markdown rows of each route's figures, throughput also as a share of /health's."""
+    trivial = routes["/health"]["throughput_rps"]
+    return [
+        "| route | req/s | vs /health | p50 ms | p99 ms | server CPU ms/req | errors |",
+        "|---|---|---|---|---|---|---|",
+    ] + [
+        f"| {route} | {r['throughput_rps']:.0f} | {r['throughput_rps'] / trivial:.0%} "
+        f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['server_cpu_ms_per_request']:.2f} | {r['errors']} |"
+        for route, r in routes.items()
+    ]
+
+
+def live_markdown(live: dict[str, Any], setup: dict[str, Any]) -> list[str]:
+    routes = live["routes"]
+    return [
+        "",
+        "## Live histories: response cache off, writes on (2 worker processes, load from wrk)",
+        "",
+        "`WDREC_RECOMMEND_CACHE_SIZE=0` (every /recommend computed: the client's recorded sessions read "
+        "from the database, its history vector, the forward pass) and the write API on, SQLite in WAL "
+        f"mode with synchronous=FULL. /recommend cycles through all {setup['n_clients']} clients in a "
+        "shuffled order, so each request is another client; each write records a new session of a known "
+        "client. The mix runs two wrk processes at once, their connections split so that "
+        f"{live['mix_write_share']:.1%} of its requests were writes. Best of the rounds per route (the mix "
+        "by its reads' throughput); ratios against /health measured in the same rounds, on the same "
+        "server.",
+        "",
+        *route_table(routes),
+        "",
+        *targets_table(live["targets"]),
+    ]
 
 
 def main() -> None:
@@ -341,6 +586,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="concurrent keep-alive connections")
     parser.add_argument("--loaders", default="httpx,wrk", help="comma-separated: httpx, wrk (if installed)")
     parser.add_argument("--workers", default="1,2", help="comma-separated worker process counts to measure")
+    parser.add_argument(
+        "--live-rounds", type=int, default=3, help="rounds of the live-history runs (0: none; needs wrk)"
+    )
     args = parser.parse_args()
     loaders = [name for name in args.loaders.split(",") if name != "wrk" or shutil.which("wrk")]
     RESULTS.joinpath("tmp").mkdir(parents=True, exist_ok=True)
@@ -353,6 +601,7 @@ def main() -> None:
         seconds=args.seconds,
         rounds=args.rounds,
         connections=args.connections,
+        live_rounds=args.live_rounds,
     )
     write_results("serve", result, markdown(result))
 

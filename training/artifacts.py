@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import torch
 
 from training.dataset import Vocabulary
-from training.doc2vec import Doc2VecEncoder
+from training.doc2vec import Doc2VecEncoder, KnownVectors, document_key
 from training.errors import ArtifactError
 from training.features import FeatureBuilder, FeatureSchema
 from training.products import FILES as PRODUCT_FILES
@@ -37,8 +38,11 @@ MODEL, DOC2VEC, VOCAB, METADATA, CLIENTS = (
     "metadata.json",
     "clients.parquet",
 )
+DOC_VECTORS = "doc_vectors.npy"  # float32 [clients, D]: each client's history vector, clients.parquet's order
 CURRENT = "current"
 PRODUCTS = "products"  # metadata.json's entry for the product tables (absent in versions older than them)
+REMEMBERED_DOCUMENTS = 10_000  # inferred history vectors kept per loaded version (~2 MB at 32 dimensions)
+CHECKED_VECTORS = 8  # rows of doc_vectors.npy inferred again at load: it must match doc2vec.model exactly
 CLIENTS_SCHEMA: dict[str, Any] = {
     "CLNT_ID": pl.Int64,
     "gender": pl.Int16,
@@ -101,11 +105,16 @@ def _write_payload(
     encoder: Doc2VecEncoder,
     vocab: Vocabulary,
     clients: pl.DataFrame,
+    metadata: Mapping[str, Any],
     products: ProductTables | None,
     extra_files: Mapping[str, Path],
 ) -> None:
     script_model(model).save(str(stage / MODEL))
     encoder.save(stage / DOC2VEC)
+    schema = FeatureSchema.from_json(metadata["feature_schema"])
+    np.save(
+        stage / DOC_VECTORS, encoder.infer(client_documents(FeatureBuilder(vocab, schema, encoder), clients))
+    )
     (stage / VOCAB).write_text(json.dumps(vocab.to_json(), ensure_ascii=False, indent=1), encoding="utf-8")
     clients.select(pl.col(name).cast(dtype) for name, dtype in CLIENTS_SCHEMA.items()).write_parquet(
         stage / CLIENTS
@@ -138,8 +147,9 @@ def write_artifacts(
     products: ProductTables | None = None,
     extra_files: Mapping[str, Path] | None = None,
 ) -> Path:
-    """Write root/<version>/ (model, Doc2Vec, vocab, clients, the product tables, `extra_files`, metadata
-    with SHA-256 of each file) and switch root/current to it; return the version folder."""
+    """Write root/<version>/ (model, Doc2Vec, the clients' history vectors, vocab, clients, the product
+    tables, `extra_files`, metadata with SHA-256 of each file) and switch root/current to it; return the
+    version folder."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
@@ -152,6 +162,7 @@ def write_artifacts(
             encoder=encoder,
             vocab=vocab,
             clients=clients,
+            metadata=metadata,
             products=products,
             extra_files=extra_files or {},
         )
@@ -219,6 +230,37 @@ def load_artifacts(path: Path) -> ArtifactSet:
         model = torch.jit.load(str(version_dir / MODEL), map_location="cpu")
     model.eval()
     clients = pl.read_parquet(version_dir / CLIENTS)
-    builder = FeatureBuilder(vocab, schema, encoder)
+    documents = client_documents(FeatureBuilder(vocab, schema, encoder), clients)
+    builder = FeatureBuilder(
+        vocab, schema, _known_vectors(version_dir / DOC_VECTORS, metadata, encoder, documents)
+    )
     products = ProductTables.load(version_dir, metadata[PRODUCTS]) if PRODUCTS in metadata else None
     return ArtifactSet(version_dir, model, encoder, vocab, metadata, clients, builder, products)
+
+
+def client_documents(builder: FeatureBuilder, clients: pl.DataFrame) -> list[list[list[int]]]:
+    """Each client's history as the model sees it (`builder.recent` of every kept session): the document
+    whose Doc2Vec vector serving needs for the client."""
+    return [builder.recent(sessions) for sessions in clients["sessions"].to_list()]
+
+
+def _known_vectors(
+    path: Path, metadata: dict[str, Any], encoder: Doc2VecEncoder, documents: list[list[list[int]]]
+) -> KnownVectors:
+    """The encoder with the clients' history vectors (`documents`' vectors) from `path`, a few rows
+    checked against inference (ArtifactError naming the file if they differ); a version written before
+    that file existed gets them computed here."""
+    if path.name not in metadata["files"]:
+        vectors = encoder.infer(documents)
+    else:
+        vectors = np.load(path)
+        if vectors.shape != (len(documents), encoder.dim) or vectors.dtype != np.float32:
+            raise ArtifactError(
+                f"{path}: {vectors.dtype} {vectors.shape}; expected float32 ({len(documents)}, {encoder.dim})"
+            )
+        spread = np.linspace(0, max(len(documents) - 1, 0), CHECKED_VECTORS).astype(np.int64)
+        rows = np.unique(spread)[: len(documents)]
+        if not np.array_equal(encoder.infer([documents[row] for row in rows]), vectors[rows]):
+            raise ArtifactError(f"{path}: history vectors differ from {DOC2VEC}'s inference")
+    keys = [document_key(document) for document in documents]
+    return KnownVectors(encoder, keys, vectors, remember=REMEMBERED_DOCUMENTS)

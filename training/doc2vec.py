@@ -8,8 +8,12 @@ for it on every request) and the words of different sessions share one context, 
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import zlib
+from array import array
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -149,3 +153,64 @@ class Doc2VecEncoder:
     @classmethod
     def load(cls, path: Path, labels: Sequence[str], *, epochs: int, seed: int) -> Doc2VecEncoder:
         return cls(Doc2Vec.load(str(path)), labels, epochs=epochs, seed=seed)
+
+
+def document_key(history: History) -> bytes:
+    """A 128-bit digest of the document a history is (its label ids in order; sessions concatenated, as
+    `Doc2VecEncoder.infer` reads them): equal keys mean the same words, so the same inferred vector."""
+    words = array("i", itertools.chain.from_iterable(history))
+    return hashlib.blake2b(words.tobytes(), digest_size=16).digest()
+
+
+class KnownVectors:
+    """`Doc2VecEncoder.infer` that looks up what it computed before: the vectors of known documents (the
+    artifact set's clients, computed when it was written) and of up to `remember` documents inferred
+    since (a client's history after a recorded session); only other documents are inferred.
+
+    A vector is a function of the document alone (the inference is seeded per document), so a lookup by
+    `document_key` gives exactly the vector inference would: nothing here can go stale when a history
+    changes, it only stops matching. One caller at a time, like the encoder it wraps.
+    """
+
+    def __init__(
+        self, encoder: Doc2VecEncoder, keys: Sequence[bytes], vectors: np.ndarray, *, remember: int
+    ) -> None:
+        if vectors.shape != (len(keys), encoder.dim):
+            raise ValueError(f"vectors of shape {vectors.shape} for {len(keys)} documents of {encoder.dim}")
+        self.encoder = encoder
+        self.vectors = vectors
+        self._rows = {key: row for row, key in enumerate(keys)}
+        self._remember = remember
+        self._inferred: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+    @property
+    def dim(self) -> int:
+        return self.encoder.dim
+
+    def infer(self, histories: Sequence[History]) -> np.ndarray:
+        """float32 [B, D], as `Doc2VecEncoder.infer`."""
+        out = np.empty((len(histories), self.dim), dtype=np.float32)
+        missing: list[tuple[int, bytes]] = []
+        for b, history in enumerate(histories):
+            key = document_key(history)
+            row = self._rows.get(key)
+            if row is not None:
+                out[b] = self.vectors[row]
+            elif (seen := self._inferred.get(key)) is not None:
+                self._inferred.move_to_end(key)
+                out[b] = seen
+            else:
+                missing.append((b, key))
+        if missing:
+            inferred = self.encoder.infer([histories[b] for b, _ in missing])
+            for (b, key), vector in zip(missing, inferred, strict=True):
+                out[b] = vector
+                self._keep(key, vector)
+        return out
+
+    def _keep(self, key: bytes, vector: np.ndarray) -> None:
+        if self._remember <= 0:
+            return
+        self._inferred[key] = vector
+        if len(self._inferred) > self._remember:
+            self._inferred.popitem(last=False)

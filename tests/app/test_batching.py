@@ -1,15 +1,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Collection, Sequence
 from functools import partial
+from pathlib import Path
 
 import pytest
 import torch
+from sqlalchemy.engine import URL
 
-from app.batching import BatchScorer, score_batch
+from app.batching import BatchScorer, ClientRanking, score_batch
+from app.db.engine import open_database
 from app.errors import InvalidQueryError, UnknownClientError, UnknownLabelsError
+from app.filters import NO_FILTERS
+from app.live import LiveClient
 from app.recommender import Query, Recommender, TopK
+from app.store import NewSession, SessionStore
 from training.artifacts import ArtifactSet
 
 pytestmark = pytest.mark.slow  # needs the session's trained artifacts
@@ -129,3 +136,41 @@ def test_batch_scorer_a_request_right_after_the_last_batch_is_still_scored(artif
             return await scorer.top(recommender, _custom(recommender, 2))
 
     _assert_same(asyncio.run(run()), recommender.top([_custom(recommender, 2)()])[0])
+
+
+class CountingStore(SessionStore):
+    """A real SQLite store that counts its batched reads."""
+
+    reads: list[int]
+
+    def clients(self, client_ids: Collection[int]) -> dict[int, LiveClient]:
+        self.reads.append(len(set(client_ids)))
+        return super().clients(client_ids)
+
+
+def test_batch_scorer_reads_a_batchs_clients_at_once_and_ranks_as_one_at_a_time(
+    artifacts: ArtifactSet, tmp_path: Path
+) -> None:
+    recommender = RecordingRecommender(artifacts)
+    store = CountingStore(open_database(URL.create("sqlite", database=str(tmp_path / "wdrec.sqlite3"))))
+    store.reads = []
+    known = artifacts.clients["CLNT_ID"].to_list()[:6]
+    labels = tuple(recommender.vocab.labels[:2])
+    store.record_session(known[0], NewSession("s", dt.date(2026, 11, 30), labels, None))
+    store.record_session(-5, NewSession("s", dt.date(2026, 11, 30), labels, None))  # unknown to training
+    scorer = BatchScorer(threads=1, max_batch=16)
+    wanted = [*known, -5, -6]
+
+    async def run() -> list[ClientRanking | BaseException]:
+        jobs = (scorer.client(recommender, store, client_id, NO_FILTERS) for client_id in wanted)
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    *rankings, missing = asyncio.run(run())
+    assert isinstance(missing, UnknownClientError)
+    assert sum(store.reads) == len(wanted) and len(store.reads) == len(recommender.batch_sizes) < len(wanted)
+    for client_id, ranking in zip(wanted, rankings, strict=False):
+        assert isinstance(ranking, ClientRanking)
+        live = store.client(client_id)
+        assert ranking.live == live and (live is not None) == (client_id in (known[0], -5))
+        _assert_same(ranking.top, recommender.top([recommender.client_query(client_id, NO_FILTERS, live)])[0])
+    store.close()

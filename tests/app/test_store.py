@@ -102,3 +102,15 @@ def test_all_clients_lists_every_client_with_its_sessions(store: SessionStore) -
     listed = list(store.all_clients())
     assert [(c.client_id, len(c.sessions)) for c in listed] == [(1, 0), (2, 2)]
     assert listed[0].gender == "M"
+
+
+def test_clients_reads_many_clients_at_once_as_client_reads_each(store: SessionStore) -> None:
+    store.record_session(2, _session("a", "x"))
+    store.record_session(4, _session("b", "y"))
+    store.record_session(4, _session("c", "z", date=DAY - dt.timedelta(days=1)))
+    store.set_demographics(6, gender="F", age=20)
+    read = store.clients([2, 3, 4, 6, 4])
+    assert sorted(read) == [2, 4, 6]  # 3 has nothing recorded
+    assert all(read[client_id] == store.client(client_id) for client_id in read)
+    assert [s.session_id for s in read[4].sessions] == ["c", "b"] and read[6].sessions == ()
+    assert store.clients([]) == {}

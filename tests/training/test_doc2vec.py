@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.training.synthetic import make_processed, tiny_config, tiny_encoder
-from training.doc2vec import Doc2VecEncoder
+from training.doc2vec import Doc2VecEncoder, KnownVectors, document_key
 
 HISTORY = [[0, 7], [7, 13, 20]]
 
@@ -74,7 +74,7 @@ def test_infer_in_another_process_with_other_hash_seed_is_identical(tmp_path: Pa
     code = textwrap.dedent(f"""
         import numpy as np
         from tests.training.synthetic import make_vocab
-        from training.doc2vec import Doc2VecEncoder
+        from training.doc2vec import Doc2VecEncoder, KnownVectors, document_key
         from pathlib import Path
         enc = Doc2VecEncoder.load(Path("d2v.model"), make_vocab().labels, epochs=5, seed=42)
         np.save("vec.npy", enc.infer([{HISTORY!r}])[0])
@@ -85,3 +85,24 @@ def test_infer_in_another_process_with_other_hash_seed_is_identical(tmp_path: Pa
     )
     assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(np.load(tmp_path / "vec.npy"), expected)
+
+
+def test_document_key_is_the_words_in_order_whatever_the_sessions() -> None:
+    assert document_key([[0, 7], [7, 13]]) == document_key([[0], [7, 7, 13]])
+    assert document_key([[0, 7]]) != document_key([[7, 0]])
+    assert document_key([]) == document_key([[]])
+
+
+def test_known_vectors_look_up_known_documents_and_infer_the_others_identically() -> None:
+    encoder = tiny_encoder(make_processed(n_clients=20), tiny_config())
+    known = [HISTORY, [[3, 4, 5], [1]]]
+    table = encoder.infer(known)
+    table[1] = 7.0  # a looked-up vector is served as stored (shows that no inference ran)
+    vectors = KnownVectors(encoder, [document_key(h) for h in known], table, remember=1)
+    others = [[[2, 9]], HISTORY[:1]]
+    got = vectors.infer([known[1], others[0], known[0], others[1], others[0]])
+    np.testing.assert_array_equal(got[[2, 0]], table)
+    inferred = encoder.infer(others)
+    np.testing.assert_array_equal(got[[1, 3, 4]], inferred[[0, 1, 0]])
+    assert list(vectors._inferred) == [document_key(others[0])]  # remembers 1: the latest used
+    assert vectors.infer([]).shape == (0, 8)

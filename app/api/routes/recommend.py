@@ -108,13 +108,13 @@ async def recommend(
         exclude=exclude or (),
     )
     key = (client_id, k, filters, products, exclude_bought_products)
-    body = served.cached_body(key, await anyio.to_thread.run_sync(store.revision, client_id))
+    body = None
+    if served.caching:  # the revision read only decides whether a cached body is current
+        body = served.cached_body(key, await anyio.to_thread.run_sync(store.revision, client_id))
     if body is None:
         recommender = served.recommender
         recommender.check_k(k)
-        live = await anyio.to_thread.run_sync(store.client, client_id)
-        query = partial(recommender.client_query, client_id, filters, live)
-        entry = await ranker.scorer.top(recommender, query)
+        entry, live = await ranker.scorer.client(recommender, store, client_id, filters)
         items = recommender.ranked(entry, k)
         lists = (
             recommender.label_products(
