@@ -24,6 +24,7 @@ from functools import partial
 import anyio.to_thread
 from fastapi import FastAPI
 
+from app import metrics
 from app.core.config import Settings
 from app.core.memory import freeze_long_lived
 from app.db.engine import database_url, open_database
@@ -64,6 +65,7 @@ async def running(app: FastAPI) -> AsyncIterator[None]:
     try:
         if app.state.served is None:
             app.state.served = await anyio.to_thread.run_sync(ServedVersion.load, app.state.settings)
+        metrics.serving(app.state.served.version)
         freeze_long_lived()
         async with reload_on_sighup(app):
             yield
@@ -82,6 +84,7 @@ async def reload_served(app: FastAPI) -> Swap:
             logger.error("%s", error)
             raise error from exc
         app.state.served = new  # the one reference swap
+        metrics.serving(new.version, previous=old.version)
         freeze_long_lived()
     logger.info("reloaded: serving %s (was %s)", new.version, old.version)
     return Swap(version=new.version, previous=old.version)

@@ -20,13 +20,14 @@ from app.api.auth import key_value
 from app.api.errors import install_error_handlers
 from app.api.limits import BodyLimitMiddleware
 from app.api.openapi import install_openapi
-from app.api.routes import admin, catalog, clients, health, recommend
+from app.api.request_metrics import RequestMetricsMiddleware
+from app.api.routes import admin, catalog, clients, health, metrics, recommend
 from app.batching import BatchScorer
 from app.core.config import Settings, get_settings, load_settings, scoring_threads
 from app.lifecycle import defer_early_sighup, open_store, running
 from app.recommender import Recommender
 from app.served import ServedVersion
-from app.workers import run_workers
+from app.workers import DrainingHttpToolsProtocol, run_workers
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
             allow_headers=["*"],
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for module in (recommend, clients, catalog, health):
+    app.add_middleware(RequestMetricsMiddleware)  # outermost: it times and counts 413s too
+    for module in (recommend, clients, catalog, health, metrics):
         app.include_router(module.router)
     if key_value(settings.write_api_key):
         app.include_router(clients.write_router)
@@ -98,8 +100,8 @@ def serve(
     Checking both before uvicorn starts makes a bad artifact set or an unreachable database one clear error
     line (the CLI's exit status 2) instead of a lifespan traceback. With several workers, each worker
     process builds its own app from the environment, so the overrides are passed on as WDREC_* variables;
-    each binds the port itself (app/workers.py); SIGHUP to this process then restarts the workers one at a
-    time, each loading `current` anew (uvicorn's supervisor).
+    each serves a listening socket of its own that this process keeps (app/workers.py); SIGHUP to this
+    process then restarts the workers one at a time, each loading `current` anew, dropping no connection.
     """
     defer_early_sighup()
     overrides: dict[str, Any] = {
@@ -118,6 +120,7 @@ def serve(
         "port": settings.port,
         "log_level": settings.log_level,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        "http": DrainingHttpToolsProtocol,  # a shutdown answers keep-alive clients with Connection: close
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings, recommender=served.recommender), **common)
@@ -128,7 +131,6 @@ def serve(
         "app.main:create_app",
         factory=True,
         workers=settings.workers,
-        loop="app.workers:ReusePortLoop",
         timeout_worker_healthcheck=WORKER_START_S,
         **common,
     )

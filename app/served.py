@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from app.core.config import Settings
 from app.filters import Filters
 from app.lru import LruCache
+from app.metrics import CACHE_HIT, CACHE_MISS
 from app.recommender import Recommender
 from app.schemas import ModelInfo, model_info
 
@@ -54,7 +55,11 @@ class ServedVersion:
     def cached_body(self, key: CacheKey, revision: int) -> bytes | None:
         """The cached body of a query if it was computed at the client's `revision`, else None."""
         entry = self.responses.get(key)
-        return entry[1] if entry is not None and entry[0] == revision else None
+        if entry is not None and entry[0] == revision:
+            CACHE_HIT.inc()
+            return entry[1]
+        CACHE_MISS.inc()
+        return None
 
     def keep_body(self, key: CacheKey, revision: int, body: bytes) -> None:
         self.responses.put(key, (revision, body))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -30,6 +31,32 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def worker_pids(server: Server) -> list[int]:
+    """The worker processes of a `wdrec serve --workers N` (multiprocessing's resource tracker, also a
+    child of the supervisor, left out)."""
+    pid = server.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def restart_workers(server: Server, how: str, *, admin_key: str = "") -> None:
+    """A rolling restart of a server's workers by `how` ("SIGHUP", or "POST /admin/reload" with
+    `admin_key`), returning once every worker is a new one."""
+    before = set(worker_pids(server))
+    if how == "SIGHUP":
+        os.kill(server.process.pid, signal.SIGHUP)
+    else:
+        response = httpx.post(f"{server.url}/admin/reload", headers={"X-API-Key": admin_key}, timeout=60)
+        assert response.status_code == 202, response.text
+    deadline = time.monotonic() + len(before) * STARTUP_SECONDS
+    while time.monotonic() < deadline:
+        now = set(worker_pids(server))
+        if len(now) == len(before) and not now & before:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the workers were not all replaced after {how}:\n{server.log.read_text()}")
 
 
 def wait_ready(server: Server) -> None:

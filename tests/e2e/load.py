@@ -16,19 +16,13 @@ STEP_TIMEOUT = 120.0  # seconds for one reload to show; generous, four engineers
 
 
 class Load:
-    """Closed-loop connections alternating /recommend and /score until stopped; counts every outcome.
+    """Closed-loop keep-alive connections alternating /recommend and /score until stopped; counts every
+    outcome. A request is never sent again: a connection closed under it is a failure."""
 
-    With `retry_closed`, a request whose keep-alive connection the server closed under it (a retiring
-    worker closes its idle connections) is sent once more on a new connection, as browsers and most HTTP
-    clients do; such retries are counted, and a second failure is a failure.
-    """
-
-    def __init__(self, url: str, client_ids: list[int], labels: list[str], *, retry_closed: bool) -> None:
+    def __init__(self, url: str, client_ids: list[int], labels: list[str]) -> None:
         self.url, self.client_ids, self.labels = url, client_ids, labels
-        self.retry_closed = retry_closed
         self.versions: Counter[str] = Counter()
         self.failures: list[str] = []
-        self.retries = 0
         self.running = True
 
     async def connection(self, n: int) -> None:
@@ -46,13 +40,7 @@ class Load:
 
     async def send(self, client: httpx.AsyncClient, request: httpx.Request) -> None:
         try:
-            try:
-                response = await client.send(request)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                if not self.retry_closed:
-                    raise
-                self.retries += 1
-                response = await client.send(request)
+            response = await client.send(request)
         except httpx.HTTPError as exc:
             self.failures.append(f"{request.url.path}: {exc!r}")
             return
@@ -80,14 +68,12 @@ async def until(condition_met: Callable[[], Awaitable[bool]], what: str) -> None
     raise AssertionError(f"not within {STEP_TIMEOUT} s: {what}")
 
 
-async def start_load(
-    admin: httpx.AsyncClient, url: str, *, retry_closed: bool = False
-) -> tuple[Load, list[asyncio.Task[None]]]:
+async def start_load(admin: httpx.AsyncClient, url: str) -> tuple[Load, list[asyncio.Task[None]]]:
     """A Load over the server's first 50 clients and all its labels, running on CONNECTIONS connections."""
     clients = (await admin.get("/clients", params={"limit": 50})).json()["clients"]
     groups = (await admin.get("/labels")).json()["groups"]
     client_ids, labels = [c["client_id"] for c in clients], [x["name"] for g in groups for x in g["labels"]]
-    load = Load(url, client_ids, labels, retry_closed=retry_closed)
+    load = Load(url, client_ids, labels)
     return load, [asyncio.create_task(load.connection(n)) for n in range(CONNECTIONS)]
 
 

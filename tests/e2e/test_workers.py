@@ -1,4 +1,5 @@
-"""Several worker processes (`wdrec serve --workers 2`): rolling reloads under load fail no request."""
+"""Several worker processes (`wdrec serve --workers 2`): rolling reloads under load fail no request, not
+even on a client that never retries."""
 
 from __future__ import annotations
 
@@ -8,14 +9,15 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.app.api.routes.test_admin import KEY, add_version
-from tests.e2e.conftest import Server, running_server
-from tests.e2e.load import CONNECTIONS, Load, log_shows, start_load, stop_load, until
+from tests.e2e.conftest import Server, running_server, worker_pids
+from tests.e2e.load import Load, log_shows, start_load, stop_load, until
 
 pytestmark = pytest.mark.slow  # trains the session's tiny artifacts and starts three processes
 
@@ -40,10 +42,8 @@ async def _hold_connections(url: str, count: int, pids: list[int]) -> list[int]:
 def test_two_workers_each_take_a_share_of_new_connections(tiny_artifacts: Path, tmp_path: Path) -> None:
     # uvicorn's shared listening socket let the first worker to wake take a whole burst of connections.
     with running_server(tiny_artifacts, tmp_path / "serve.log", workers=WORKERS) as server:
-        pid = server.process.pid
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-        # The worker processes; multiprocessing's resource tracker is a child too.
-        workers = [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        workers = worker_pids(server)
+        time.sleep(1.0)  # the readiness probe's connection closes on the server's side (it may lag)
         idle = [_sockets(worker) for worker in workers]
         busy = asyncio.run(_hold_connections(server.url, OPEN_CONNECTIONS, workers))
     taken = [b - i for b, i in zip(busy, idle, strict=True)]
@@ -53,7 +53,7 @@ def test_two_workers_each_take_a_share_of_new_connections(tiny_artifacts: Path, 
 
 async def _rolling_reloads(server: Server, root: Path) -> tuple[Load, httpx.Response]:
     async with httpx.AsyncClient(base_url=server.url, timeout=60.0) as admin:
-        load, connections = await start_load(admin, server.url, retry_closed=True)
+        load, connections = await start_load(admin, server.url)
 
         async def started(count: int) -> bool:
             return server.log.read_text().count(STARTED) >= count
@@ -84,8 +84,7 @@ def test_two_workers_reload_one_at_a_time_under_load_and_keep_serving_on_a_bad_v
         versions = {httpx.get(f"{server.url}/ready").json()["version"] for _ in range(20)}
     assert accepted.status_code == 202, accepted.text
     assert accepted.json() == {"restarting_workers": WORKERS, "serving": first}
-    assert load.failures == []  # a request cut off by a retiring worker succeeded when sent again
-    assert load.retries <= WORKERS * CONNECTIONS  # at most once per connection per worker retired
+    assert load.failures == []  # no keep-alive connection was closed under a request: nothing to retry
     assert set(load.versions) <= {first, "v2"} and load.versions["v2"] > 0
     assert versions == {"v2"}  # every worker serves v2; the damaged version replaced none
     log = (tmp_path / "serve.log").read_text()

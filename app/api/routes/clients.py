@@ -17,6 +17,7 @@ from app.api.deps import RecommenderDep, SettingsDep, StoreDep
 from app.api.errors import error_responses
 from app.errors import InvalidQueryError
 from app.live import LiveClient, RecordedSession
+from app.metrics import SESSIONS_WRITTEN
 from app.recommender import Recommender
 from app.schemas import (
     MAX_CLIENT_ID,
@@ -155,6 +156,8 @@ def record_session(
     stored, created = store.record_session(
         client_id, new_session(recommender, body, max_labels=settings.max_basket_len)
     )
-    if not created:
+    if created:
+        SESSIONS_WRITTEN.inc()
+    else:
         response.status_code = 200
     return session_out(recommender, stored)
