@@ -47,7 +47,7 @@ lint: setup
 	$(BIN)/ruff check training app tests bench
 	$(BIN)/ruff format --check training app tests bench
 	$(BIN)/mypy
-	$(BIN)/hadolint Dockerfile
+	$(BIN)/hadolint Dockerfile docker/postgres/Dockerfile
 	$(BIN)/docker-compose config --quiet
 
 # The whole suite: lint, types, unit, end-to-end, browser, and the Docker smoke test (skipped, with the

@@ -1,4 +1,5 @@
-"""Docker smoke test: build the image, `docker compose up --wait`, call the API, tear everything down.
+"""Docker smoke test: build the images, `docker compose up --wait` with two api replicas sharing the
+PostgreSQL service, call the API, restart the api, tear everything down.
 
 Skipped, with the reason, when no Docker engine or no Compose v2 is reachable. The image is built by
 `make docker-build`; BASE_IMAGE comes from the environment, else `local` (a debootstrap base, for machines
@@ -11,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ BUILD_SECONDS = 1800  # cold: a debootstrap base and ~400 MB of wheels; cached: 
 UP_SECONDS = 1200  # the first `up` trains inside the container before the api starts
 # A bounded first training: the smoke test checks the plumbing, not the model (make run trains in full).
 TRAIN_ARGS = "--set ablations=false --set optim.max_epochs=2"
+REPLICAS = 2
+WRITE_KEY = "docker-write-key"
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(BUILD_SECONDS + UP_SECONDS + 300)]
 
@@ -72,10 +76,18 @@ def _base_image() -> str:
 class Stack:
     compose: list[str]
     env: dict[str, str]
-    url: str
 
     def run(self, *args: str, timeout: float = 120) -> str:
         return _run([*self.compose, *args], timeout=timeout, env=self.env)
+
+    def replica_url(self, index: int) -> str:
+        """The URL of api replica `index` (1-based) on its ephemeral loopback port, as published now."""
+        address = self.run("port", "--index", str(index), "api", "8000").strip().splitlines()[-1]
+        return f"http://{address}"
+
+    @property
+    def url(self) -> str:
+        return self.replica_url(1)
 
 
 @pytest.fixture(scope="module")
@@ -91,13 +103,13 @@ def stack() -> Iterator[Stack]:
         timeout=BUILD_SECONDS,
     )
     env = {key: value for key, value in os.environ.items() if key != "DATA_DIR"}
-    env.update(WDREC_PUBLISH="127.0.0.1:", WDREC_TRAIN_ARGS=TRAIN_ARGS)
+    env.update(WDREC_PUBLISH="127.0.0.1:", WDREC_TRAIN_ARGS=TRAIN_ARGS, WDREC_WRITE_API_KEY=WRITE_KEY)
     project = ["--project-name", f"wdrec-smoke-{uuid.uuid4().hex[:8]}"]
     compose = [*compose, *project]
     try:
-        _run([*compose, "up", "--wait", "--wait-timeout", str(UP_SECONDS)], timeout=UP_SECONDS + 60, env=env)
-        address = _run([*compose, "port", "api", "8000"], timeout=60, env=env).strip().splitlines()[-1]
-        yield Stack(compose, env, f"http://{address}")
+        up = [*compose, "up", "--wait", "--wait-timeout", str(UP_SECONDS), "--scale", f"api={REPLICAS}"]
+        _run(up, timeout=UP_SECONDS + 60, env=env)
+        yield Stack(compose, env)
     finally:
         subprocess.run(
             [*compose, "down", "--volumes", "--remove-orphans", "--timeout", "10"],
@@ -110,10 +122,47 @@ def stack() -> Iterator[Stack]:
 
 
 def test_compose_up_api_is_ready_and_healthy(stack: Stack) -> None:
-    assert httpx.get(f"{stack.url}/ready", timeout=10).status_code == 200
-    container = stack.run("ps", "--quiet", "api").strip()
-    health = _run(["docker", "inspect", "--format", "{{.State.Health.Status}}", container], timeout=60)
-    assert health.strip() == "healthy"
+    for index in range(1, REPLICAS + 1):
+        assert httpx.get(f"{stack.replica_url(index)}/ready", timeout=10).status_code == 200
+    containers = [*stack.run("ps", "--quiet", "api").split(), stack.run("ps", "--quiet", "db").strip()]
+    health = _run(["docker", "inspect", "--format", "{{.State.Health.Status}}", *containers], timeout=60)
+    assert health.split() == ["healthy"] * (REPLICAS + 1)
+
+
+def _wait_ready(stack: Stack) -> list[str]:
+    """Every replica's URL once each answers /ready (after a restart: new host ports, loading)."""
+    deadline = time.monotonic() + UP_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            urls = [stack.replica_url(index) for index in range(1, REPLICAS + 1)]
+            if all(httpx.get(f"{url}/ready", timeout=5).status_code == 200 for url in urls):
+                return urls
+        except httpx.TransportError:
+            pass
+        time.sleep(1.0)
+    pytest.fail(f"the api replicas were not ready within {UP_SECONDS} s:\n{stack.run('logs', 'api')[-4000:]}")
+
+
+def test_compose_replicas_share_postgres_and_a_session_survives_an_api_restart(stack: Stack) -> None:
+    first, second = _wait_ready(stack)
+    client_id = httpx.get(f"{first}/clients", params={"limit": 1}, timeout=10).json()["clients"][0][
+        "client_id"
+    ]
+    label = httpx.get(f"{first}/labels", timeout=10).json()["groups"][0]["labels"][0]["name"]
+    body = {"session_id": f"docker-{uuid.uuid4().hex[:8]}", "date": "2026-11-30", "labels": [label]}
+    written = httpx.post(
+        f"{first}/clients/{client_id}/sessions", json=body, headers={"X-API-Key": WRITE_KEY}, timeout=30
+    )
+    assert written.status_code == 201, written.text
+    # Written through one replica, read through the other: one database, not a SQLite file each.
+    assert httpx.get(f"{second}/clients/{client_id}", timeout=30).json()["recorded_sessions"] == [
+        written.json()
+    ]
+    stack.run("restart", "api", timeout=300)
+    for url in _wait_ready(stack):
+        assert httpx.get(f"{url}/clients/{client_id}", timeout=30).json()["recorded_sessions"] == [
+            written.json()
+        ]
 
 
 def test_compose_up_recommend_known_client_returns_k_labels(stack: Stack) -> None:
