@@ -69,6 +69,7 @@ async def running(app: FastAPI) -> AsyncIterator[None]:
         freeze_long_lived()
         async with reload_on_sighup(app):
             yield
+        metrics.serving(None, previous=app.state.served.version)
     finally:
         store.close()
 

@@ -64,11 +64,13 @@ CACHE_LOOKUPS = Counter(
 CACHE_HIT, CACHE_MISS = CACHE_LOOKUPS.labels("hit"), CACHE_LOOKUPS.labels("miss")
 
 
-def serving(version: str, previous: str | None = None) -> None:
-    """Record that this process now serves `version` (instead of `previous`)."""
-    if previous is not None and previous != version:
-        MODEL_VERSION.labels(previous).set(0)
-    MODEL_VERSION.labels(version).set(1)
+def serving(version: str | None, previous: str | None = None) -> None:
+    """Record that this process's app now serves `version` (None: nothing, as it stops) instead of
+    `previous` (a count, so that several apps in one process, as in tests, each count once)."""
+    if previous is not None:
+        MODEL_VERSION.labels(previous).dec()
+    if version is not None:
+        MODEL_VERSION.labels(version).inc()
 
 
 def exposition() -> tuple[bytes, str]:
