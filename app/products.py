@@ -1,31 +1,42 @@
 """Products inside recommended labels, ranked for one client (no web framework).
 
-A label's list is, in this order: the client's own products of that label (most sessions first, then the
-most recent), then the label's best sellers among clients of the same gender x age segment, then the label's
-overall best sellers; each product once. Each product's score is P(label) x q, its share of the label for
-this client: q = own sessions / (own sessions in the label + PRIOR_SESSIONS) for an own product, and
-PRIOR_SESSIONS / (... same) x its share of the best-seller list for the others, capped by the previous
-product's q so that scores never rise down a list. Flattened over several labels, those scores interleave
-the labels' products (bench/products.py ranks a top-10 product list that way).
+A label's list is, in this order: the client's own products of that label (the highest recency-decayed
+weight first: how often and how recently, see training/products.py), then the label's best sellers among
+clients of the same gender x age segment, then the label's overall best sellers; each product once. Each
+product's score is P(label) x q, q its share of the label for this client, P(product | label, client):
+q = its weight / (the label's weight + PRIOR_WEIGHT) for an own product (the weight of a label: the client's
+sessions that bought anything of it, decayed alike), and PRIOR_WEIGHT / (... same) x its share of the
+best-seller list for the others, capped by the previous product's q so that scores never rise down a list.
+`flatten` merges the lists of a label ranking's first FLAT_LABELS labels into one product ranking by
+P(label) ^ LABEL_SHARPNESS x P(product | label, client), so the labels' products interleave.
 
-The tables stay numpy arrays in CSR form (one offset array per grouping) and Arrow strings: no Python
-object per product, so a loaded catalogue of millions of products costs about its size on disk.
+The tables stay memory-mapped numpy views in CSR form (one offset array per grouping) and Arrow strings: no
+Python object per product and no copy of a table, so a loaded version costs about its size on disk, in
+pages every worker process shares.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import polars as pl
 
 from training.products import TOP_PRODUCTS, ProductTables
 
-# How many sessions' worth of weight the best sellers get against the client's own purchases of a label: a
-# product bought once by the client comes before every best seller it has not bought.
-PRIOR_SESSIONS = 1.0
+# The settings below were chosen by the validation NDCG@10 of `flatten` on The Complete Journey
+# (bench/products.py; never on its test baskets): of half-lives 15..365 days x prior weights 0.25..4 x
+# FLAT_LABELS 10, 20, 40 x LABEL_SHARPNESS 0.5..8. How much decayed weight (a purchase in the client's newest
+# session weighs 1) the best sellers get against the client's own sessions of a label; own products still
+# come first in each label's list.
+PRIOR_WEIGHT = 1.0
+# How many of a label ranking's first labels `flatten` draws products from.
+FLAT_LABELS = 20
+# The power of P(label) when labels' products are flattened into one list: the model's scores come from a
+# ranking loss, not calibrated probabilities (validation NDCG@10 0.181 at 1, 0.194 at 4).
+LABEL_SHARPNESS = 4.0
 MAX_PRODUCTS = TOP_PRODUCTS
 Source = Literal["bought", "segment", "label"]
 
@@ -41,6 +52,37 @@ class RankedProduct:
     sessions: int  # the client's sessions that bought it (0 unless source is "bought")
     days_ago: int | None  # days from the newest purchase to the end of the data window; None without dates
     score: float
+
+
+def flatten(
+    labels: Sequence[tuple[int, float]], lists: Sequence[list[RankedProduct]], *, n: int
+) -> list[RankedProduct]:
+    """One product ranking from a label ranking (best first, as (label, P(label))) and `ProductRanker.rank`'s
+    lists for its first FLAT_LABELS labels: the n products of highest P(label) ^ LABEL_SHARPNESS x q."""
+    ranked = [
+        (probability ** (LABEL_SHARPNESS - 1) * p.score, p)  # score = P(label) x q
+        for (_, probability), products in zip(labels[:FLAT_LABELS], lists, strict=True)
+        for p in products
+    ]
+    ranked.sort(key=lambda pair: -pair[0])
+    return [p for _, p in ranked[:n]]
+
+
+class _Pick(NamedTuple):
+    """A product picked for a label: catalogue row, source, its row of the client table (-1: not own), q."""
+
+    product: int
+    source: Source
+    own_row: int
+    q: float
+
+
+def _view(column: pl.Series) -> np.ndarray:
+    """A numeric column without nulls as numpy: a read-only view of its (memory-mapped) buffer when it is one
+    chunk, as the loaded tables are, else a copy."""
+    if column.n_chunks() == 1:
+        return column.to_arrow().to_numpy(zero_copy_only=True)
+    return column.to_numpy()
 
 
 @dataclass(frozen=True)
@@ -63,16 +105,18 @@ class ProductRanker:
     def __init__(self, tables: ProductTables, *, n_clients: int, n_labels: int, n_ages: int) -> None:
         self.n_labels, self.n_ages = n_labels, n_ages
         catalogue = tables.catalogue
-        self._pd_c = catalogue["PD_C"].to_numpy()
+        self._pd_c = _view(catalogue["PD_C"])
         self._names, self._brands = catalogue["PD_NM"], catalogue["brand"]
         self._by_pd_c = np.argsort(self._pd_c, kind="stable")
         self._label_of = catalogue["label"].fill_null(-1).to_numpy()
         own = tables.clients
-        self._own = _Csr.of(own["row"].to_numpy(), n_clients)
-        self._own_label = own["label"].to_numpy()
-        self._own_product = own["product"].to_numpy()
-        self._own_sessions = own["sessions"].to_numpy()
-        self._own_days = own["days_ago"].fill_null(-1).to_numpy()
+        self._own = _Csr.of(_view(own["row"]), n_clients)
+        self._own_label = _view(own["label"])
+        self._own_product = _view(own["product"])
+        self._own_sessions = _view(own["sessions"])
+        self._own_weight = _view(own["weight"])
+        self._own_label_weight = _view(own["label_weight"])
+        self._own_days = own["days_ago"]  # nullable: read per product picked
         segments = tables.segments
         self.n_segments = int(segments["segment"].cast(pl.Int64).max() or 0) + 1  # type: ignore[arg-type]
         self._segment = _Csr.of(
@@ -80,13 +124,13 @@ class ProductRanker:
             self.n_segments * n_labels,
         )
         self._segment_product, self._segment_sessions = (
-            segments["product"].to_numpy(),
-            segments["sessions"].to_numpy(),
+            _view(segments["product"]),
+            _view(segments["sessions"]),
         )
         labels = tables.labels
-        self._label = _Csr.of(labels["label"].to_numpy(), n_labels)
-        self._label_product = labels["product"].to_numpy()
-        self._label_sessions = labels["sessions"].to_numpy()
+        self._label = _Csr.of(_view(labels["label"]), n_labels)
+        self._label_product = _view(labels["product"])
+        self._label_sessions = _view(labels["sessions"])
 
     @property
     def n_products(self) -> int:
@@ -123,42 +167,42 @@ class ProductRanker:
         picks = [
             self._pick(label, n=n, row=row, segment=segment, own=not exclude_bought) for label, _ in labels
         ]
-        rows = [p[0] for pick in picks for p in pick]
-        names = self._names.gather(rows).to_list()
-        brands = self._brands.gather(rows).to_list()
+        flat = [p for pick in picks for p in pick]
+        names = self._names.gather([p.product for p in flat]).to_list()
+        brands = self._brands.gather([p.product for p in flat]).to_list()
+        days = iter(self._own_days.gather([p.own_row for p in flat if p.own_row >= 0]).to_list())
         ranked, i = [], 0
         for (_, probability), pick in zip(labels, picks, strict=True):
             products = []
-            for product, source, sessions, days, q in pick:
+            for p in pick:
                 products.append(
                     RankedProduct(
-                        pd_c=int(self._pd_c[product]),
+                        pd_c=int(self._pd_c[p.product]),
                         name=names[i],
                         brand=brands[i],
-                        source=source,
-                        sessions=sessions,
-                        days_ago=None if days < 0 else days,
-                        score=probability * q,
+                        source=p.source,
+                        sessions=int(self._own_sessions[p.own_row]) if p.own_row >= 0 else 0,
+                        days_ago=next(days) if p.own_row >= 0 else None,
+                        score=probability * p.q,
                     )
                 )
                 i += 1
             ranked.append(products)
         return ranked
 
-    def _pick(
-        self, label: int, *, n: int, row: int | None, segment: int, own: bool
-    ) -> list[tuple[int, Source, int, int, float]]:
-        """(catalogue row, source, own sessions, days ago or -1, q) of the label's first n products; `own`
-        False leaves out the client's own products (a product belongs to one label: those of this label)."""
+    def _pick(self, label: int, *, n: int, row: int | None, segment: int, own: bool) -> list[_Pick]:
+        """The label's first n products with their q; `own` False leaves out the client's own products (a
+        product belongs to one label: those of this label)."""
         mine = self._own_slice(row, label)
-        total = float(self._own_sessions[mine].sum()) + PRIOR_SESSIONS
-        picked: list[tuple[int, Source, int, int, float]] = []
+        total = (float(self._own_label_weight[mine.start]) if mine.stop > mine.start else 0.0) + PRIOR_WEIGHT
+        picked: list[_Pick] = []
         if own:
             for j in range(mine.start, min(mine.stop, mine.start + n)):
-                sessions, days = int(self._own_sessions[j]), int(self._own_days[j])
-                picked.append((int(self._own_product[j]), "bought", sessions, days, sessions / total))
+                picked.append(
+                    _Pick(int(self._own_product[j]), "bought", j, float(self._own_weight[j]) / total)
+                )
         seen = set(self._own_product[mine].tolist())
-        q = picked[-1][4] if picked else 1.0
+        q = picked[-1].q if picked else 1.0
         tiers: tuple[tuple[Source, tuple[int, int], np.ndarray, np.ndarray], ...] = (
             ("segment", self._segment_span(segment, label), self._segment_product, self._segment_sessions),
             ("label", self._label.span(label), self._label_product, self._label_sessions),
@@ -170,8 +214,8 @@ class ProductRanker:
                     return picked
                 product = int(products[j])
                 if product not in seen:
-                    q = min(q, PRIOR_SESSIONS / total * float(counts[j]) / list_total)
-                    picked.append((product, source, 0, -1, q))
+                    q = min(q, PRIOR_WEIGHT / total * float(counts[j]) / list_total)
+                    picked.append(_Pick(product, source, -1, q))
                     seen.add(product)
         return picked
 

@@ -66,9 +66,9 @@ class ErrorResponse(BaseModel):
 
 
 PRODUCTS_DOC = (
-    f"products to add to each label, 0..{MAX_PRODUCTS}: the client's own in that label first (most "
-    "sessions, then most recent), then best sellers of their gender x age segment, then the label's "
-    "best sellers"
+    f"products to add to each label, 0..{MAX_PRODUCTS}: the client's own in that label first (their "
+    "purchases weighted by recency, in days where dates exist), then best sellers of their gender x age "
+    "segment, then the label's best sellers"
 )
 
 
@@ -85,7 +85,10 @@ class Product(BaseModel):
         description="days from the client's last purchase of it to the end of the data (null: not bought, "
         "or the data has no dates)"
     )
-    score: float = Field(description="the label's score x the product's share of the label for this client")
+    score: float = Field(
+        description="the label's score x the product's share of the label for this client: products of "
+        "several labels sort by it"
+    )
 
     @classmethod
     def from_ranked(cls, item: RankedProduct) -> Product:

@@ -28,8 +28,7 @@ from training.dataset import Vocabulary
 from training.doc2vec import Doc2VecEncoder, KnownVectors, document_key
 from training.errors import ArtifactError
 from training.features import FeatureBuilder, FeatureSchema
-from training.products import FILES as PRODUCT_FILES
-from training.products import ProductTables
+from training.products import ProductTables, files_of
 
 MODEL, DOC2VEC, VOCAB, METADATA, CLIENTS = (
     "model.pt",
@@ -203,7 +202,13 @@ def _verify(version_dir: Path) -> dict[str, Any]:
         metadata: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{meta_path}: unreadable ({exc})") from exc
-    required = (MODEL, DOC2VEC, VOCAB, CLIENTS, *(PRODUCT_FILES if PRODUCTS in metadata else ()))
+    required = (
+        MODEL,
+        DOC2VEC,
+        VOCAB,
+        CLIENTS,
+        *(files_of(metadata[PRODUCTS]) if PRODUCTS in metadata else ()),
+    )
     for name in required:
         if name not in metadata.get("files", {}):
             raise ArtifactError(f"{meta_path}: no checksum listed for {name}")

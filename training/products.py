@@ -1,50 +1,68 @@
 """Product tables: the products each CLAC3 label holds, and what serving needs to rank them for one client.
 
 `wdrec train` builds them from the validated tables (every Product row of the data window, after the
-profile's HITS_SEQ rule) and stores them in the artifact set as four Parquet files. A product's popularity
-is the number of sessions (client, SESS_ID) that bought it; a client's count is the same, over their own
-sessions. `product` in every table is a row index of the catalogue.
+profile's HITS_SEQ rule) and stores them in the artifact set as four uncompressed Arrow IPC files, one
+record batch each, that serving memory-maps: its numeric columns are read in place, without a copy, and the
+pages are shared by every worker process. A product's popularity is the number of sessions (client, SESS_ID)
+that bought it; a client's count is the same, over their own sessions, and their `weight` of a product is
+those sessions decayed by age: each weighs 0.5 ^ (days before the client's newest session / HALF_LIFE_DAYS),
+or 0.5 ^ (sessions before it / HALF_LIFE_SESSIONS) where a date is missing (TIFU-KNN's idea, in days).
+`product` in every table is a row index of the catalogue.
 
-    products.parquet          the catalogue, one row per product sold in the window: PD_C i64, PD_NM str,
+    products.arrow            the catalogue, one row per product sold in the window: PD_C i64, PD_NM str,
                               brand str (both null when the export has none), label i32 (vocabulary id; null
                               when its CLAC3 is not in the model's vocabulary), sessions i32; sorted by
                               label, sessions (descending), PD_C
-    product_clients.parquet   each known client's products: row i32 (of clients.parquet), product i32,
+    product_clients.arrow     each known client's products: row i32 (of clients.parquet), product i32,
                               label i32, sessions i32, last_seq i64 (SESS_SEQ of the newest purchase),
-                              days_ago i32 (before `as_of`; null without SESS_DT); sorted by row, label,
-                              then the client's own order: sessions (descending), newest first, PD_C
-    product_segments.parquet  segment i16 (gender code * number of age codes + age code), label i32,
+                              days_ago i32 (before `as_of`; null without SESS_DT), weight f32, and
+                              label_weight f32 (the same decay over the client's sessions that bought
+                              anything of the label); sorted by row, label, then the client's own order:
+                              weight (descending), sessions (descending), newest first, PD_C
+    product_segments.arrow    segment i16 (gender code * number of age codes + age code), label i32,
                               product i32, sessions i32: each (segment, label)'s TOP_PRODUCTS best sellers
                               among that segment's clients, best first
-    product_labels.parquet    label i32, product i32, sessions i32: each label's TOP_PRODUCTS best sellers
+    product_labels.arrow      label i32, product i32, sessions i32: each label's TOP_PRODUCTS best sellers
 
 Only products of labels in the vocabulary enter the three ranking tables; the catalogue lists every product
-sold (the PD_C -> label mapping of the whole window).
+sold (the PD_C -> label mapping of the whole window). Versions written before the IPC files hold the same
+tables as Parquet (LEGACY_FILES, without `weight`: their own products weigh their sessions); they still load.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.ipc
 
 from training.dataset import Vocabulary
 from training.load import Tables
 from training.preprocess import demographic_codes
 
 TOP_PRODUCTS = 20  # best sellers kept per label and per (segment, label): the most `products=` may ask
-CATALOGUE, CLIENT_PRODUCTS, SEGMENT_PRODUCTS, LABEL_PRODUCTS = (
-    "products.parquet",
-    "product_clients.parquet",
-    "product_segments.parquet",
-    "product_labels.parquet",
-)
-FILES = (CATALOGUE, CLIENT_PRODUCTS, SEGMENT_PRODUCTS, LABEL_PRODUCTS)
+# The own products' recency decay, chosen by the two-stage product ranking's validation NDCG@10 on The
+# Complete Journey (bench/products.py; see the figures in results/products.md).
+# Validation NDCG@10 (20 labels, prior weight 1, sharpness 4; app/products.py): 60 days 0.1935, 120 days
+# 0.1932, no decay 0.1920; the same data without dates: 4 sessions 0.1872, 8 sessions 0.1914, no decay 0.1920.
+HALF_LIFE_DAYS = 60.0
+HALF_LIFE_SESSIONS = math.inf  # without dates, purchases are counted, not decayed
+FORMAT = "arrow-ipc"  # metadata's products["format"]; absent: the Parquet files of LEGACY_FILES
+TABLES = ("products", "product_clients", "product_segments", "product_labels")
+FILES = tuple(f"{name}.arrow" for name in TABLES)
+LEGACY_FILES = tuple(f"{name}.parquet" for name in TABLES)
 EPOCH = dt.date(1970, 1, 1)
+
+
+def files_of(summary: dict[str, Any]) -> tuple[str, ...]:
+    """The file names of the tables metadata's "products" entry `summary` describes."""
+    return FILES if summary.get("format") == FORMAT else LEGACY_FILES
 
 
 @dataclass(frozen=True)
@@ -58,24 +76,44 @@ class ProductTables:
     as_of: int | None  # YYYYMMDD: the newest SESS_DT of the window; None when the data has no dates
 
     def save(self, folder: Path) -> None:
-        """Write the four Parquet files into `folder` (the artifact writer handles atomicity)."""
-        # Uncompressed: loading is a copy, not a decompression, and a loaded table costs its size on disk.
+        """Write the four IPC files into `folder` (the artifact writer handles atomicity)."""
         for name, frame in zip(FILES, self._frames(), strict=True):
-            frame.write_parquet(folder / name, compression="uncompressed", statistics=False)
+            table = frame.to_arrow(compat_level=pl.CompatLevel.newest()).combine_chunks()
+            with pa.OSFile(str(folder / name), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table, max_chunksize=max(table.num_rows, 1))  # one batch: one array each
 
     @classmethod
     def load(cls, folder: Path, summary: dict[str, Any]) -> ProductTables:
-        """Read the files `save` wrote; `summary` is the metadata entry `summary()` returned."""
-        catalogue, clients, segments, labels = (pl.read_parquet(folder / name) for name in FILES)
+        """The files `save` wrote, memory-mapped (Parquet ones of an older version are read into memory);
+        `summary` is the metadata entry `summary()` returned."""
+        if summary.get("format") == FORMAT:
+            catalogue, clients, segments, labels = (_mapped(folder / name) for name in FILES)
+        else:
+            catalogue, clients, segments, labels = (pl.read_parquet(folder / name) for name in LEGACY_FILES)
+            clients = _with_session_weights(clients)
         return cls(catalogue, clients, segments, labels, as_of=summary.get("as_of"))
 
     def summary(self) -> dict[str, Any]:
-        """metadata.json's "products" entry: row counts, `as_of`, TOP_PRODUCTS."""
+        """metadata.json's "products" entry: row counts, `as_of`, TOP_PRODUCTS, the file format."""
         rows = {name: frame.height for name, frame in zip(FILES, self._frames(), strict=True)}
-        return {"as_of": self.as_of, "top_products": TOP_PRODUCTS, "rows": rows}
+        return {"as_of": self.as_of, "top_products": TOP_PRODUCTS, "rows": rows, "format": FORMAT}
 
     def _frames(self) -> tuple[pl.DataFrame, ...]:
         return (self.catalogue, self.clients, self.segments, self.labels)
+
+
+def _with_session_weights(clients: pl.DataFrame) -> pl.DataFrame:
+    """Client products of a version without weights: each weighs its sessions, a label its largest count
+    (its sessions are not stored; at least one product was in each)."""
+    weight = pl.col("sessions").cast(pl.Float32)
+    return clients.with_columns(weight=weight, label_weight=weight.max().over("row", "label"))
+
+
+def _mapped(path: Path) -> pl.DataFrame:
+    """An IPC file `save` wrote as a DataFrame over the memory-mapped file (numeric columns not copied)."""
+    with pa.memory_map(str(path)) as source:
+        table = pa.ipc.open_file(source).read_all()
+    return pl.DataFrame(pl.from_arrow(table, rechunk=False))
 
 
 def purchases(tables: Tables, *, drop_first_hit: bool) -> pl.DataFrame:
@@ -203,14 +241,36 @@ def _client_products(own: pl.DataFrame, client_ids: Sequence[int], as_of: int | 
         schema={"CLNT_ID": pl.Int64, "row": pl.Int32},
     )
     today = None if as_of is None else (dt.datetime.strptime(str(as_of), "%Y%m%d").date() - EPOCH).days
+    newest_day, newest_seq = pl.col("day").max().over("row"), pl.col("SESS_SEQ").max().over("row")
+    halves = (
+        pl.when(pl.col("day").is_not_null() & newest_day.is_not_null())
+        .then((newest_day - pl.col("day")) / HALF_LIFE_DAYS)
+        .otherwise((newest_seq - pl.col("SESS_SEQ")) / HALF_LIFE_SESSIONS)
+    )
+    bought = own.join(rows, on="CLNT_ID").with_columns(decayed=pl.lit(0.5) ** halves)
+    label_weight = (
+        bought.group_by("row", "label", "SESS_KEY")
+        .agg(pl.col("decayed").first())
+        .group_by("row", "label")
+        .agg(label_weight=pl.col("decayed").sum().cast(pl.Float32))
+    )
     return (
-        own.join(rows, on="CLNT_ID")
-        .group_by("row", "product")
+        bought.group_by("row", "product")
         .agg(
             pl.col("label").first(),
             sessions=pl.len().cast(pl.Int32),
             last_seq=pl.col("SESS_SEQ").max(),
             days_ago=(pl.lit(today, dtype=pl.Int32) - pl.col("day").max()).cast(pl.Int32),
+            weight=pl.col("decayed").sum().cast(pl.Float32),
         )
-        .sort("row", "label", "sessions", "last_seq", "product", descending=[False, False, True, True, False])
+        .join(label_weight, on=["row", "label"])
+        .sort(
+            "row",
+            "label",
+            "weight",
+            "sessions",
+            "last_seq",
+            "product",
+            descending=[False, False, True, True, True, False],
+        )
     )

@@ -7,13 +7,17 @@ Catalogue rows: 0 = PD_C 1 and 1 = PD_C 2 (label 0, 4 sessions each), 2 = PD_C 3
 
 import pytest
 
-from app.products import ProductRanker, RankedProduct
+from app.products import LABEL_SHARPNESS, ProductRanker, RankedProduct, flatten
 from tests.training.test_products import VOCAB, write_folder
 from training.load import load_tables
-from training.products import build_product_tables
+from training.products import HALF_LIFE_DAYS, build_product_tables
 
 F, M = 1, 2  # gender codes
 AGE = {20: 2, 30: 3, 40: 4}  # age codes
+
+
+def decayed(*days_before_newest: int) -> float:
+    return sum(0.5 ** (d / HALF_LIFE_DAYS) for d in days_before_newest)
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +34,34 @@ def summary(products: list[RankedProduct]) -> list[tuple[object, ...]]:
 
 
 def test_known_client_gets_own_products_first_then_best_sellers(ranker: ProductRanker) -> None:
-    # client 5, label 0: own PD_C 1 (2 of 2 + 1 prior sessions); segment F 20 holds only PD_C 1; the label's
-    # best sellers add PD_C 2 at 1/3 x 4/8
+    # client 5 (newest session 04-03), label 0: own PD_C 1 bought 04-02 and 04-03, weight w of w + 1 prior;
+    # segment F 20 holds only PD_C 1; the label's best sellers add PD_C 2 at 1 / (w + 1) x 4/8
+    w = decayed(1, 0)
     lists = ranker.rank([(0, 0.9), (2, 0.5)], n=3, row=2, gender=F, age=AGE[20])
-    assert summary(lists[0]) == [(1, "bought", 2, 7, 0.9 * 2 / 3), (2, "label", 0, None, 0.9 / 6)]
+    assert summary(lists[0]) == [
+        (1, "bought", 2, 7, 0.9 * w / (w + 1)),
+        (2, "label", 0, None, 0.9 / (w + 1) / 2),
+    ]
     assert lists[0][0].name == "상품 1" and lists[0][0].brand == "서울우유"
-    # label 2: own PD_C 4 (1 session, 8 days before 2018-04-10), nothing else sold in it
-    assert summary(lists[1]) == [(4, "bought", 1, 8, 0.5 * 1 / 2)]
+    # label 2: own PD_C 4 (1 session, 04-02: 8 days before 2018-04-10), nothing else sold in it
+    assert summary(lists[1]) == [(4, "bought", 1, 8, 0.5 * decayed(1) / (decayed(1) + 1))]
 
 
-def test_own_products_tie_on_sessions_newest_first_and_n_cuts(ranker: ProductRanker) -> None:
+def test_own_products_by_recency_weight_and_n_cuts(ranker: ProductRanker) -> None:
+    # client 1 (newest 04-10) bought PD_C 2 on 04-05 and 04-10, PD_C 1 on 04-01 and 04-05: same sessions,
+    # PD_C 2 more recently; the label's weight: its three sessions
+    recent, older = decayed(5, 0), decayed(9, 5)
+    total = decayed(9, 5, 0) + 1
     both = ranker.rank([(0, 1.0)], n=3, row=0, gender=F, age=AGE[30])[0]
-    assert summary(both) == [(2, "bought", 2, 0, 2 / 5), (1, "bought", 2, 5, 2 / 5)]
+    assert summary(both) == [(2, "bought", 2, 0, recent / total), (1, "bought", 2, 5, older / total)]
     assert summary(ranker.rank([(0, 1.0)], n=1, row=0, gender=F, age=AGE[30])[0]) == [
-        (2, "bought", 2, 0, 2 / 5)
+        (2, "bought", 2, 0, recent / total)
     ]
 
 
 def test_exclude_bought_leaves_own_products_out(ranker: ProductRanker) -> None:
     lists = ranker.rank([(0, 0.9)], n=3, row=2, gender=F, age=AGE[20], exclude_bought=True)
-    assert summary(lists[0]) == [(2, "label", 0, None, 0.9 / 6)]
+    assert summary(lists[0]) == [(2, "label", 0, None, 0.9 / (decayed(1, 0) + 1) / 2)]
 
 
 def test_segment_best_sellers_come_before_the_labels(ranker: ProductRanker) -> None:
@@ -73,3 +85,22 @@ def test_segment_best_sellers_come_before_the_labels(ranker: ProductRanker) -> N
 def test_labels_of_maps_pd_c_to_vocabulary_labels(ranker: ProductRanker) -> None:
     assert ranker.labels_of([4, 1, 5, 7, 99]) == [2, 0, None, None, None]  # 5: 바지 unknown; 7, 99: unsold
     assert ranker.bought(0) == frozenset({0, 1, 2})
+
+
+def test_flatten_ranks_every_labels_products_by_sharpened_label_score_times_share(
+    ranker: ProductRanker,
+) -> None:
+    # client 5: label 0's PD_C 1 (q = w / (w + 1), w = decayed(1, 0)) and PD_C 2 (1 / (w + 1) x 4/8) at
+    # P = 0.9 against label 2's PD_C 4 (q = decayed(1) / (decayed(1) + 1)) at P = 0.6
+    labels = [(0, 0.9), (2, 0.6)]
+    w, v = decayed(1, 0), decayed(1)
+    key = {
+        1: 0.9**LABEL_SHARPNESS * w / (w + 1),
+        2: 0.9**LABEL_SHARPNESS / (w + 1) / 2,
+        4: 0.6**LABEL_SHARPNESS * v / (v + 1),
+    }
+    lists = ranker.rank(labels, n=2, row=2, gender=F, age=AGE[20])
+    top = flatten(labels, lists, n=2)
+    assert [p.pd_c for p in top] == sorted(key, key=lambda pd_c: -key[pd_c])[:2]
+    assert [p.pd_c for p in top] == [1, 2]  # sharpened: label 0's second product before label 2's first
+    assert top == lists[0]  # the same products, sources and scores as the label's own list

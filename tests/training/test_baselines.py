@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from training.baselines import (
     BASELINES,
@@ -15,10 +16,18 @@ from training.baselines import (
     fit_baselines,
     session_counts,
 )
-from training.baselines.knn import TIFU_GRID, cooccurrence_cosine, tifu_vectors
+from training.baselines.knn import (
+    TIFU_GRID,
+    _candidates,
+    _mean_of,
+    _top_ranked,
+    cooccurrence_cosine,
+    tifu_vectors,
+)
 from training.baselines.popularity import recency_ppop
 from training.features import ClientRecord, Examples, split_examples
 from training.metrics import top_k
+from training.start import StartFeatures, StartSpec, nearest, neighbour_mean, start_logits
 
 HISTORIES = [[[0, 1], [1, 2]], [[1], [3]], [[1, 3]]]  # label 1 in 4 sessions, 3 in 2, 0 and 2 in 1
 
@@ -138,3 +147,30 @@ def test_statistics_never_see_valid_or_test_baskets() -> None:
     records = [ClientRecord(1, 0, 0, [[0], [0, 1], [3], [3]]), ClientRecord(2, 0, 0, [[1], [1, 2], [2], [0]])]
     fitted = fit_baselines(Pool.of(records, max_neighbours=10, seed=0), split_examples(records, "valid"), 4)
     assert fitted[0].popularity.tolist() == [2.0, 3.0, 1.0, 0.0]
+
+
+@pytest.mark.parametrize("density", [0.02, 0.5])  # product level (sparse mean) and label level (dense)
+def test_tifu_grid_ranks_candidates_as_the_full_scores_rank(density: float) -> None:
+    rng = np.random.default_rng(0)
+    n_clients, n_items = 60, 900
+
+    def vectors(rows: int) -> torch.Tensor:
+        values = rng.integers(1, 4, size=(rows, n_items)) * (rng.random((rows, n_items)) < density)
+        return torch.from_numpy((values / 3).astype(np.float32))
+
+    query, pool = vectors(n_clients), vectors(80)
+    popularity = rng.integers(0, 5, size=n_items).astype(np.float64)  # many ties: the tie-breaker counts
+    rows = nearest(query, pool, (pool**2).sum(1), 7, None)
+    near = _mean_of(pool)(rows)
+    assert torch.allclose(near, neighbour_mean(pool, rows), atol=1e-6)
+    features = StartFeatures(query, near)
+    popular = torch.from_numpy(popularity).float().topk(10).indices
+    candidates = _candidates(features, popular)
+    for alpha in (0.0, 0.3, 1.0):
+        spec = StartSpec("TIFU-KNN", neighbours=7, alpha=alpha)
+        scores = start_logits(features, spec, torch.from_numpy(popularity)).numpy()
+        ranked = np.asarray(_top_ranked(features, candidates, spec, popularity))
+        assert all(len(set(row)) == 10 for row in ranked.tolist())
+        # the same scores at every rank as metrics.top_k's (which of several tied items differs)
+        full = np.asarray(top_k(scores, 10))
+        assert np.array_equal(np.take_along_axis(scores, ranked, 1), np.take_along_axis(scores, full, 1))

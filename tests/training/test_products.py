@@ -8,7 +8,13 @@ import pytest
 from tests.training.conftest import TINY_MASTER, write_csv
 from training.dataset import Vocabulary
 from training.load import load_tables
-from training.products import ProductTables, build_product_tables
+from training.products import (
+    HALF_LIFE_DAYS,
+    HALF_LIFE_SESSIONS,
+    LEGACY_FILES,
+    ProductTables,
+    build_product_tables,
+)
 
 # label ids of the model's vocabulary; 바지 (PD_C 5) and 청소기 (PD_C 6) are not in it
 VOCAB = Vocabulary(labels=["우유", "과자/스낵", "티셔츠,셔츠"], label_clac1=[0, 0, 1], clac1=["식품", "의류"])
@@ -70,16 +76,51 @@ def test_catalogue_lists_products_sold_with_name_brand_label_and_sessions(tables
     ]
 
 
-def test_client_products_count_sessions_and_days_before_the_window_end(tables: ProductTables) -> None:
+def decayed(*days_before_newest: int) -> object:
+    """The weight of purchases that many days before the client's newest session."""
+    return pytest.approx(sum(0.5 ** (d / HALF_LIFE_DAYS) for d in days_before_newest), rel=1e-6)
+
+
+def test_client_products_count_sessions_weights_and_days_before_the_window_end(tables: ProductTables) -> None:
     assert tables.as_of == 20180410
-    # rows: clients [1, 4, 5]; product: catalogue row; client 1's 우유 products tie at 2 sessions: newest 1st
-    assert rows(tables.clients, "row", "product", "label", "sessions", "last_seq", "days_ago") == [
-        (0, 1, 0, 2, 3, 0),
-        (0, 0, 0, 2, 2, 5),
-        (0, 2, 1, 1, 1, 9),
-        (1, 1, 0, 1, 1, 9),  # client 4's 바지 and 청소기 have no label: left out
-        (2, 0, 0, 2, 2, 7),
-        (2, 3, 2, 1, 1, 8),
+    # rows: clients [1, 4, 5]; product: catalogue row; weight: each session decayed by its days before the
+    # client's newest (client 1: 04-10, client 5: 04-03); client 1's 우유: PD_C 2 (04-05, 04-10) outweighs
+    # PD_C 1 (04-01, 04-05), both bought in 2 sessions
+    assert rows(tables.clients, "row", "product", "label", "sessions", "last_seq", "days_ago", "weight") == [
+        (0, 1, 0, 2, 3, 0, decayed(5, 0)),
+        (0, 0, 0, 2, 2, 5, decayed(9, 5)),
+        (0, 2, 1, 1, 1, 9, decayed(9)),
+        (1, 1, 0, 1, 1, 9, decayed(0)),  # client 4's 바지 and 청소기 have no label: left out
+        (2, 0, 0, 2, 2, 7, decayed(1, 0)),
+        (2, 3, 2, 1, 1, 8, decayed(1)),
+    ]
+    # a label's weight: the client's sessions that bought any of its products (client 1's 우유: all three)
+    assert tables.clients["label_weight"].to_list() == [
+        decayed(9, 5, 0),
+        decayed(9, 5, 0),
+        decayed(9),
+        decayed(0),
+        decayed(1, 0),
+        decayed(1),
+    ]
+
+
+def test_weights_decay_by_sessions_where_dates_are_missing(tmp_path: Path) -> None:
+    folder = write_folder(tmp_path / "lpoint")
+    session = pl.read_csv(folder / "Session.csv").with_columns(SESS_DT=pl.lit(None, dtype=pl.Int64))
+    session.write_csv(folder / "Session.csv")
+    built = build_product_tables(
+        load_tables(folder, need_hits=False), VOCAB, client_ids=[1], drop_first_hit=False
+    )
+    assert built.as_of is None
+    # client 1's SESS_SEQ 1..3: PD_C 2 in sessions 2 and 3 (1 and 0 before the newest), PD_C 1 in 1 and 2
+    weight = [
+        0.5 ** (1 / HALF_LIFE_SESSIONS) + 1.0,
+        0.5 ** (2 / HALF_LIFE_SESSIONS) + 0.5 ** (1 / HALF_LIFE_SESSIONS),
+    ]
+    assert rows(built.clients, "product", "days_ago", "weight")[:2] == [
+        (1, None, pytest.approx(weight[0], rel=1e-6)),
+        (0, None, pytest.approx(weight[1], rel=1e-6)),
     ]
 
 
@@ -110,4 +151,29 @@ def test_save_then_load_round_trip(tables: ProductTables, tmp_path: Path) -> Non
     assert again.as_of == tables.as_of
     for before, after in zip(tables._frames(), again._frames(), strict=True):
         assert before.equals(after)
-    assert tables.summary()["rows"]["products.parquet"] == 6
+    assert tables.summary()["rows"]["products.arrow"] == 6
+
+
+def test_loaded_numeric_columns_are_views_of_the_mapped_files(tables: ProductTables, tmp_path: Path) -> None:
+    tables.save(tmp_path)
+    loaded = ProductTables.load(tmp_path, tables.summary())
+    for column in ("row", "product", "label", "sessions", "weight", "label_weight"):
+        series = loaded.clients[column]
+        assert series.n_chunks() == 1
+        view = series.to_arrow().to_numpy(zero_copy_only=True)  # raises if it had to copy
+        assert not view.flags.writeable  # the mapped file, read-only
+
+
+def test_a_version_with_parquet_tables_still_loads(tables: ProductTables, tmp_path: Path) -> None:
+    # the tables as the first product-table versions wrote them: Parquet, no weight, no "format"
+    clients = tables.clients.drop("weight")
+    for name, frame in zip(
+        LEGACY_FILES, (tables.catalogue, clients, tables.segments, tables.labels), strict=True
+    ):
+        frame.write_parquet(tmp_path / name)
+    summary = {key: value for key, value in tables.summary().items() if key != "format"}
+    loaded = ProductTables.load(tmp_path, summary)
+    assert loaded.catalogue.equals(tables.catalogue)
+    # their own products weigh their sessions
+    assert loaded.clients["weight"].to_list() == [float(n) for n in clients["sessions"].to_list()]
+    assert loaded.clients["label_weight"].to_list() == [2.0, 2.0, 1.0, 1.0, 2.0, 1.0]
