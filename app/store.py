@@ -1,19 +1,24 @@
 """The recorded clients: sessions and demographics written through the API, read on every ranking.
 
-Every write is one transaction, committed (durable: see app/db/engine.py) before it returns, that also
-raises the client's revision; a session is stored whole or not at all. Recording is idempotent on
-(client, session ID): the same session again returns the stored one, another body under the same ID is a
-SessionConflictError.
+Every write is committed (durable: see app/db/engine.py) before it returns and raises the client's
+revision; a session is stored whole or not at all. Recording is idempotent on (client, session ID): the same
+session again returns the stored one, another body under the same ID is a SessionConflictError.
+
+On SQLite, a process's concurrent writes are committed together (`GroupCommit`): each commit waits for an
+fsync, and one writer at a time holds the file's write lock, so committing writes one by one queues every
+writer behind every other's fsync (and behind SQLite's busy-wait sleeps). PostgreSQL commits concurrent
+transactions together by itself.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -85,12 +90,75 @@ def _recorded(row: Row[Any]) -> RecordedSession:
     )
 
 
+class _Write(Generic[R]):
+    """One write waiting for a group commit: its work, then its result or error."""
+
+    def __init__(self, work: Callable[[Connection], R]) -> None:
+        self.work = work
+        self.done = False
+        self.value: R | None = None
+        self.error: BaseException | None = None
+
+    def result(self) -> R:
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]  # set whenever error is not
+
+
+class GroupCommit:
+    """Runs each write in a savepoint of a transaction shared with the writes queued beside it, committed
+    once: the first writer to take the lock commits every write queued by then, the others find theirs
+    done. A write that raises rolls back its savepoint only; a commit that fails fails every write of it,
+    so no write is reported done unless its transaction committed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._commit_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Write[Any]] = []
+
+    def run(self, work: Callable[[Connection], R]) -> R:
+        write = _Write(work)
+        with self._queue_lock:
+            self._queue.append(write)
+        with self._commit_lock:
+            if not write.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        return write.result()
+
+    def _commit(self, batch: list[_Write[Any]]) -> None:
+        try:
+            with writing(self.engine) as connection:
+                for write in batch:
+                    try:
+                        with connection.begin_nested():
+                            write.value = write.work(connection)
+                    except Exception as exc:  # this write's own failure: the others go on
+                        write.error = exc
+        except BaseException as exc:  # the commit failed: nothing of the batch is stored
+            for write in batch:
+                write.error = exc
+        finally:
+            for write in batch:
+                write.done = True
+
+
 class SessionStore:
     """Reads and writes recorded clients in one database (thread-safe: one connection per call)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._group = GroupCommit(engine) if engine.dialect.name == "sqlite" else None
+
+    def _write(self, work: Callable[[Connection], R]) -> R:
+        """`work` in a committed write transaction (shared with concurrent writes on SQLite)."""
+        if self._group is not None:
+            return self._group.run(work)
+        with writing(self.engine) as connection:
+            return work(connection)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -127,41 +195,42 @@ class SessionStore:
         before; SessionConflictError if its ID holds another session."""
         now = dt.datetime.now(dt.UTC)
         try:
-            self._insert_session(client_id, new, now)
+            self._write(lambda connection: self._insert_session(connection, client_id, new, now))
         except _Taken as taken:
             if not new.same_as(taken.stored):
                 raise SessionConflictError(client_id, new.session_id, _public(taken.stored)) from None
             return taken.stored, False
         return RecordedSession(new.session_id, new.date, new.labels, new.products, now), True
 
-    def _insert_session(self, client_id: int, new: NewSession, now: dt.datetime) -> None:
-        with writing(self.engine) as connection:
-            # The client's row first: on PostgreSQL its lock orders concurrent writes for one client, so
-            # the lookup below sees a session committed by a writer it waited for.
-            self._bump(connection, client_id, now, {})
-            row = connection.execute(
-                select(sessions).where(
-                    (sessions.c.client_id == client_id) & (sessions.c.session_id == new.session_id)
-                )
-            ).first()
-            if row is not None:
-                raise _Taken(_recorded(row))  # rolls back: the revision stays as it was
-            connection.execute(
-                sessions.insert().values(
-                    client_id=client_id,
-                    session_id=new.session_id,
-                    session_date=new.date,
-                    labels=list(new.labels),
-                    products=list(new.products) if new.products is not None else None,
-                    recorded_at=now,
-                )
+    def _insert_session(
+        self, connection: Connection, client_id: int, new: NewSession, now: dt.datetime
+    ) -> None:
+        # The client's row first: on PostgreSQL its lock orders concurrent writes for one client, so
+        # the lookup below sees a session committed by a writer it waited for.
+        self._bump(connection, client_id, now, {})
+        row = connection.execute(
+            select(sessions).where(
+                (sessions.c.client_id == client_id) & (sessions.c.session_id == new.session_id)
             )
+        ).first()
+        if row is not None:
+            raise _Taken(_recorded(row))  # rolls back: the revision stays as it was
+        connection.execute(
+            sessions.insert().values(
+                client_id=client_id,
+                session_id=new.session_id,
+                session_date=new.date,
+                labels=list(new.labels),
+                products=list(new.products) if new.products is not None else None,
+                recorded_at=now,
+            )
+        )
 
     @_unavailable_on_operational_error
     def set_demographics(self, client_id: int, *, gender: str | None, age: int | None) -> None:
         """Record the client's gender and age (None: not set), durably."""
-        with writing(self.engine) as connection:
-            self._bump(connection, client_id, dt.datetime.now(dt.UTC), {"gender": gender, "age": age})
+        now = dt.datetime.now(dt.UTC)
+        self._write(lambda connection: self._bump(connection, client_id, now, {"gender": gender, "age": age}))
 
     def _bump(self, connection: Connection, client_id: int, now: dt.datetime, values: dict[str, Any]) -> None:
         """Create the client's row, or raise its revision by one, setting `values` too."""

@@ -34,13 +34,10 @@ import uvloop
 
 from bench import RESULTS, targets_table, write_results
 from bench.serve import DEFAULT_ROOT, all_client_ids, ensure_artifacts
-from tests.e2e import conftest as e2e
 from tests.e2e.conftest import running_server
 
 WDREC = Path(sys.executable).with_name("wdrec")
 TARGET_SPEEDUP = 20.0
-# Two worker processes each load torch and the artifacts: over a minute when other work shares the cores.
-e2e.STARTUP_SECONDS = 300.0
 K = 10
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from sqlalchemy import make_url
+from sqlalchemy import Connection, make_url, select
 
 from app.db.engine import open_database
+from app.db.tables import clients
 from app.errors import SessionConflictError
-from app.store import NewSession, SessionStore
+from app.store import GroupCommit, NewSession, SessionStore
 
 DAY = dt.date(2026, 11, 30)
 
@@ -114,3 +116,29 @@ def test_clients_reads_many_clients_at_once_as_client_reads_each(store: SessionS
     assert all(read[client_id] == store.client(client_id) for client_id in read)
     assert [s.session_id for s in read[4].sessions] == ["c", "b"] and read[6].sessions == ()
     assert store.clients([]) == {}
+
+
+def test_group_commit_keeps_each_writes_own_outcome(tmp_path: Path) -> None:
+    engine = open_database(make_url(f"sqlite:///{tmp_path / 'wdrec.sqlite3'}"))
+    group = GroupCommit(engine)
+    now = dt.datetime.now(dt.UTC)
+
+    def work(client_id: int) -> int:
+        def insert(connection: Connection) -> int:
+            connection.execute(clients.insert().values(client_id=client_id, revision=1, updated_at=now))
+            if client_id % 2:
+                raise ValueError(client_id)  # rolls back this write's savepoint only
+            return client_id
+
+        try:
+            return group.run(insert)
+        except ValueError:
+            return -client_id
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(work, range(32)))
+    assert outcomes == [i if i % 2 == 0 else -i for i in range(32)]
+    with engine.connect() as connection:
+        stored = connection.execute(select(clients.c.client_id).order_by(clients.c.client_id)).scalars()
+        assert list(stored) == list(range(0, 32, 2))
+    engine.dispose()
