@@ -127,17 +127,24 @@ def markdown(result: dict[str, Any]) -> str:
         f"Requests: {result['requests']}, socket errors: {result['socket_errors']}, answers >= 400: "
         f"{result['failed_answers']}",
         "",
-        "| restart | seconds | steady req/s | during req/s | ratio | socket errors c/r/w/t | >= 400 |",
+        "| restart | seconds | steady req/s | during req/s | ratio | socket errors c/r/w/t steady; during "
+        "| >= 400 |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in result["restarts"]:
-        d = row["during"]
+        st, d = row["steady"], row["during"]
         lines.append(
-            f"| {row['restart']} | {row['restart_seconds']:.1f} | {row['steady']['throughput_rps']:.0f} "
+            f"| {row['restart']} | {row['restart_seconds']:.1f} | {st['throughput_rps']:.0f} "
             f"| {d['throughput_rps']:.0f} | {row['ratio']:.2f} "
-            f"| {d['connect']}/{d['read']}/{d['write']}/{d['timeout']} | {d['status']} |"
+            f"| {st['connect']}/{st['read']}/{st['write']}/{st['timeout']}; "
+            f"{d['connect']}/{d['read']}/{d['write']}/{d['timeout']} | {st['status'] + d['status']} |"
         )
-    lines += ["", *targets_table(result["targets"])]
+    lines += [
+        "",
+        "t: requests unanswered after wrk's 2 s timeout (slow, not dropped); compare the steady windows.",
+        "",
+        *targets_table(result["targets"]),
+    ]
     return "\n".join(lines) + "\n"
 
 
