@@ -291,8 +291,9 @@ def _load_growth(folder: Path, summary: dict[str, Any], n_clients: int, vocab: V
         "from training.products import ProductTables\n"
         "def rss():\n"
         "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
-        # the service has polars running (clients.parquet) before it loads these: so does this process
-        "pl.read_parquet(Path(sys.argv[1]) / 'product_labels.parquet')\n"
+        # the service has polars and pyarrow running (clients.parquet) before it loads these: so does this
+        "import pyarrow.ipc\n"
+        "pl.DataFrame({'x': [2, 1]}).sort('x').to_arrow()\n"
         "before = rss()\n"
         "tables = ProductTables.load(Path(sys.argv[1]), json.loads(sys.argv[2]))\n"
         "ranker = ProductRanker(tables, n_clients=int(sys.argv[3]), n_labels=int(sys.argv[4]), n_ages=9)\n"
