@@ -9,12 +9,9 @@ from app.metrics import exposition
 router = APIRouter(tags=["operations"])
 
 
-@router.get(
-    "/metrics",
-    summary="Prometheus metrics, summed over every worker process",
-    response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
-)
+# Not in the OpenAPI document (like the page at /): a scrape target in Prometheus' own text format, not a
+# JSON API; README and docs/CONTRACTS.md describe it.
+@router.get("/metrics", response_class=Response, include_in_schema=False)
 async def metrics() -> Response:
     """Requests and latency histograms per route template, the served model version per worker,
     sessions written, response-cache hits and misses (app/metrics.py names them)."""
