@@ -228,7 +228,7 @@ def run_quality(data_dir: Path) -> dict[str, Any]:
         "label_model": {
             "version": metadata["version"],
             "config": metadata["config"],
-            "label_test_ndcg@10": metadata["metrics"]["test"]["W&D"]["ndcg@10"],
+            "label_test_ndcg@10": metadata["metrics"]["test"][metadata["card"]["model"]]["ndcg@10"],
         },
         "households": n_clients,
         "products": pdata.n_products,
