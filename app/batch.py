@@ -3,7 +3,8 @@
 Each batch of clients goes through `Recommender.top` (the route's own path: the same features, forward pass,
 filters and top k), then becomes rows (client_id, rank, label, clac1, score, bought_before; with --products
 N, one row per product of each label: product_rank, pd_c, product_name, brand, product_source,
-product_score) appended to a Parquet or CSV file. Memory holds one batch at a time; the file is written
+product_score; with --reason, each label's reason in words, as explain=true gives it) appended to a
+Parquet or CSV file. Memory holds one batch at a time; the file is written
 under a temporary name beside the target and renamed over it only when complete, so a failed run leaves the
 old file (or none).
 """
@@ -27,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from app.errors import UnknownClientError
+from app.explain import explain_rankings, utc_today
 from app.filters import NO_FILTERS, Filters
 from app.products import RankedProduct
 from app.recommender import Recommender, TopK
@@ -59,6 +61,7 @@ PRODUCT_FIELDS = [
     pa.field("product_score", pa.float64()),
 ]
 PRODUCT_SCHEMA = pa.schema([*SCHEMA, *PRODUCT_FIELDS])
+REASON_FIELD = pa.field("reason", pa.string())  # with --reason: after the label columns
 
 
 class BatchInputError(WdrecError):
@@ -132,9 +135,11 @@ def write_recommendations(
     batch_size: int = BATCH_CLIENTS,
     products: int = 0,
     exclude_bought_products: bool = False,
+    reason: bool = False,
 ) -> BatchSummary:
     """Write the top k of each client row (default: all) to `out` atomically, each label with up to
-    `products` products as GET /recommend ranks them; returns what was written."""
+    `products` products as GET /recommend ranks them and, with `reason`, its reason; returns what was
+    written."""
     if fmt not in FORMATS:
         raise BatchInputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if batch_size < 1:
@@ -149,15 +154,23 @@ def write_recommendations(
     clac1 = np.array(recommender.vocab.clac1, dtype=object)[recommender.vocab.label_clac1]
     started, written = time.perf_counter(), 0
     schema = PRODUCT_SCHEMA if products else SCHEMA
+    if reason:
+        schema = schema.insert(len(SCHEMA), REASON_FIELD)
     with (
         _atomic_writer(out, fmt, schema) as writer,
         tqdm(total=len(rows), unit="client", desc="recommend") as bar,
     ):
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            tops = recommender.top([recommender.row_query(row, filters) for row in batch])
+            queries = [recommender.row_query(row, filters) for row in batch]
+            tops = recommender.top(queries)
             ids = [recommender.client_id_at(row) for row in batch]
             table = _table(ids, tops, k, labels=labels, clac1=clac1)
+            if reason:
+                rankings = [recommender.ranked(top, k) for top in tops]
+                explained = explain_rankings(recommender, queries, rankings, today=utc_today())
+                reasons = [item.reason for ranking in explained for item in ranking]
+                table = table.append_column(REASON_FIELD, pa.array(reasons, type=pa.string()))
             if products:
                 lists = [
                     product_list
@@ -262,6 +275,7 @@ def run_recommend(
     batch_size: int = BATCH_CLIENTS,
     products: int = 0,
     exclude_bought_products: bool = False,
+    reason: bool = False,
 ) -> BatchSummary:
     """`wdrec recommend`: load and verify the artifacts as `wdrec serve` does, then write every client's
     (or the listed clients') top k; the format follows --format, else the file's suffix, else Parquet."""
@@ -283,4 +297,5 @@ def run_recommend(
         batch_size=batch_size,
         products=products,
         exclude_bought_products=exclude_bought_products,
+        reason=reason,
     )

@@ -38,6 +38,7 @@ def _recommend(args: argparse.Namespace) -> None:
         batch_size=args.batch_size,
         products=args.products,
         exclude_bought_products=args.exclude_bought_products,
+        reason=args.reason,
     )
 
 
@@ -109,6 +110,9 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     )
     rec.add_argument(
         "--exclude-bought-products", action="store_true", help="leave the client's own products out"
+    )
+    rec.add_argument(
+        "--reason", action="store_true", help="add a column: each label's reason in words (explain=true's)"
     )
     rec.set_defaults(handler=_recommend)
 

@@ -86,6 +86,19 @@ class ProductsUnavailableError(ServiceError):
         )
 
 
+class ExplanationsUnavailableError(ServiceError):
+    """Explanations were asked for, but the loaded model was exported without the methods that give them."""
+
+    code = "explanations_unavailable"
+
+    def __init__(self, version: str) -> None:
+        super().__init__(
+            f"Model version {version} was exported before explanations existed: retrain it (wdrec train) to "
+            "explain its rankings",
+            details={"version": version},
+        )
+
+
 class NotReadyError(ServiceError):
     """No artifact set is loaded yet (or loading failed)."""
 

@@ -33,6 +33,7 @@ from app.lru import LruCache
 from app.products import MAX_PRODUCTS, ProductRanker, RankedProduct
 from training.artifacts import ArtifactSet, load_artifacts
 from training.dataset import UNKNOWN
+from training.features import ModelInputs
 from training.products import ProductTables
 
 logger = logging.getLogger(__name__)
@@ -258,6 +259,13 @@ class Recommender:
             with self._features_lock:
                 inputs = self.artifacts.builder.build_batch(histories, genders, ages)
             return torch.sigmoid(self.artifacts.model(*inputs))
+
+    def model_inputs(self, queries: Sequence[Query]) -> ModelInputs:
+        """The model's inputs for the queries' histories and demographics (what `top` scores)."""
+        with self._features_lock:
+            return self.artifacts.builder.build_batch(
+                [q.histories for q in queries], [q.gender for q in queries], [q.age for q in queries]
+            )
 
     def label_filter(self, filters: Filters) -> LabelFilter | None:
         """`filters` checked against the vocabulary (None when they filter nothing); UnknownLabelsError,

@@ -20,6 +20,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from app.db.tables import SESSION_ID_LEN
+from app.explain import TERMS, LabelExplanation
 from app.filters import Filters
 from app.products import MAX_PRODUCTS, RankedProduct
 from app.recommender import ScoredLabel
@@ -103,6 +104,52 @@ class Product(BaseModel):
         )
 
 
+EXPLAIN_DOC = (
+    "explain each label: its logit as additive contributions of the model's parts, which sum to it, and a "
+    "reason in words"
+)
+
+
+class CopurchaseSource(BaseModel):
+    label: str | None = Field(description="a label of the scored history; null: the other ones together")
+    value: float = Field(description="what it adds to the label's co-purchase term")
+
+
+class Contribution(BaseModel):
+    term: str = Field(description=f"the model's name of the part: {', '.join(TERMS)} or deep")
+    family: str = Field(description="the part in words")
+    value: float = Field(description="what the part adds to the label's logit")
+    sources: list[CopurchaseSource] | None = Field(
+        default=None,
+        description="copurchase only: the history labels adding most to it (absolute value), then the "
+        "others as one; they sum to the term",
+    )
+
+
+class Explanation(BaseModel):
+    logit: float = Field(description="the model's logit of the label (score = sigmoid(logit))")
+    contributions: list[Contribution] = Field(
+        description="every part of the model, largest absolute value first; they sum to the logit"
+    )
+
+    @classmethod
+    def of(cls, item: LabelExplanation) -> Explanation:
+        return cls(
+            logit=item.logit,
+            contributions=[
+                Contribution(
+                    term=c.term,
+                    family=c.family,
+                    value=c.value,
+                    sources=[CopurchaseSource(label=s.label, value=s.value) for s in c.sources]
+                    if c.term == "copurchase"
+                    else None,
+                )
+                for c in item.contributions
+            ],
+        )
+
+
 class Recommendation(BaseModel):
     rank: int = Field(description="1 = best")
     label: str = Field(description="CLAC3 label")
@@ -112,9 +159,22 @@ class Recommendation(BaseModel):
     products: list[Product] | None = Field(
         default=None, description="the label's products, best first, when asked for (products=N)"
     )
+    reason: str | None = Field(
+        default=None,
+        description='why, in words, from the largest contributions (explain=true), e.g. "bought in 7 of '
+        'your last 10 sessions, last 12 days ago"',
+    )
+    explanation: Explanation | None = Field(
+        default=None, description="the label's logit as contributions of the model's parts (explain=true)"
+    )
 
     @classmethod
-    def from_scored(cls, item: ScoredLabel, products: list[RankedProduct] | None = None) -> Recommendation:
+    def from_scored(
+        cls,
+        item: ScoredLabel,
+        products: list[RankedProduct] | None = None,
+        explanation: LabelExplanation | None = None,
+    ) -> Recommendation:
         return cls(
             rank=item.rank,
             label=item.label,
@@ -122,6 +182,8 @@ class Recommendation(BaseModel):
             score=item.score,
             bought_before=item.bought_before,
             products=None if products is None else [Product.from_ranked(p) for p in products],
+            reason=None if explanation is None else explanation.reason,
+            explanation=None if explanation is None else Explanation.of(explanation),
         )
 
 
@@ -187,6 +249,7 @@ class ScoreRequest(FilterFields):
         description=f"products to add to each label, 0..{MAX_PRODUCTS}: best sellers of the gender x age "
         "segment in that label, then the label's best sellers (a basket names labels, not products)",
     )
+    explain: StrictBool = Field(default=False, description=EXPLAIN_DOC)
 
 
 class LabelEntry(BaseModel):

@@ -9,6 +9,7 @@ the version, so a reload never serves another version's ranking.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
@@ -21,7 +22,8 @@ from app.schemas import ModelInfo, model_info
 
 logger = logging.getLogger(__name__)
 
-CacheKey = tuple[int, int, Filters, int, bool]  # client ID, k, filters, products, exclude_bought_products
+# client ID, k, filters, products, exclude_bought_products, explain (the day explained, None without)
+CacheKey = tuple[int, int, Filters, int, bool, dt.date | None]
 
 
 @dataclass(eq=False)  # hashed by identity: BatchScorer groups queries by version

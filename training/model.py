@@ -272,3 +272,21 @@ class WideAndDeep(nn.Module):
         self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
     ) -> torch.Tensor:
         return self.logits(self.features(hist, gender, age, None), gender, age, doc_vec)
+
+    @torch.jit.export
+    def copurchase_sources(
+        self,
+        labels: torch.Tensor,
+        hist: torch.Tensor,
+        gender: torch.Tensor,
+        age: torch.Tensor,
+        doc_vec: torch.Tensor,
+    ) -> torch.Tensor:
+        """[B, K, N]: what each history label h adds to the co-purchase term of label labels[b, k] [B, K],
+        recent[b, h] x (co_in[h] . co_out[:, labels[b, k]]); summed over h, `explain`'s `copurchase` at
+        those labels. Takes `forward`'s inputs after `labels`: `model.copurchase_sources(labels, *inputs)`."""
+        recent = self.stats(hist, gender, age).recent
+        if not self.use_wide:
+            return torch.zeros(labels.shape[0], labels.shape[1], recent.shape[1], device=recent.device)
+        weight = torch.einsum("hr,rbk->bkh", self.wide.co_in, self.wide.co_out[:, labels])
+        return recent.unsqueeze(1) * weight

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from app.errors import (
+    ExplanationsUnavailableError,
     NotReadyError,
     ProductsUnavailableError,
     ServiceError,
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 STATUS_OF: dict[type[ServiceError], int] = {
     UnknownClientError: 404,
     ProductsUnavailableError: 409,
+    ExplanationsUnavailableError: 409,
     SessionConflictError: 409,
     NotReadyError: 503,
     StoreUnavailableError: 503,
@@ -94,8 +96,8 @@ ERROR_DESCRIPTIONS = {
     400: "The request body cannot be decoded",
     401: "Missing or wrong API key (header X-API-Key)",
     404: "Unknown client",
-    409: "Conflict: a session ID taken by another body (write routes), or products asked of a model version "
-    "without product tables (retrain it)",
+    409: "Conflict: a session ID taken by another body (write routes), products asked of a model version "
+    "without product tables, or explanations of one exported before them (retrain it)",
     413: "Request body too large",
     422: "Invalid request: malformed input, k out of range, unknown labels or nothing to score",
     503: "The model is not loaded yet, or the database is unavailable",

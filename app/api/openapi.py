@@ -19,8 +19,10 @@ from app.errors import (
     UnknownClientError,
     UnknownLabelsError,
 )
+from app.explain import can_explain, explain_rankings, utc_today
 from app.filters import NO_FILTERS, Filters
-from app.recommender import Recommender, TopK
+from app.recommender import Query as RankingQuery
+from app.recommender import Recommender
 from app.schemas import ScoreRequest
 from app.served import ServedVersion
 
@@ -99,6 +101,7 @@ def _add_examples(schema: dict[str, Any], served: ServedVersion) -> None:
     filtered = request.model_copy(
         update={"exclude_bought": True, "exclude_clac1": list(filters.exclude_clac1)}
     )
+    explained = request.model_copy(update={"explain": True})
     labels = labels_response(recommender)
     labels.groups = [group.model_copy(update={"labels": group.labels[:3]}) for group in labels.groups[:2]]
     examples: dict[tuple[str, str], dict[str, Any]] = {
@@ -108,6 +111,7 @@ def _add_examples(schema: dict[str, Any], served: ServedVersion) -> None:
                 {
                     "ranking": _client_ranking(served, client_id),
                     "filtered": _client_ranking(served, client_id, filters),
+                    "explained": _client_ranking(served, client_id, explain=True),
                 }
             ),
             "404": _error(UnknownClientError(0)),
@@ -121,11 +125,18 @@ def _add_examples(schema: dict[str, Any], served: ServedVersion) -> None:
             ),
         },
         ("/score", "post"): {
-            "body": Named({"basket": request.model_dump(), "filtered": filtered.model_dump()}),
+            "body": Named(
+                {
+                    "basket": request.model_dump(),
+                    "filtered": filtered.model_dump(),
+                    "explained": explained.model_dump(),
+                }
+            ),
             "200": Named(
                 {
                     "basket": _custom_ranking(served, request),
                     "filtered": _custom_ranking(served, filtered),
+                    "explained": _custom_ranking(served, explained),
                 }
             ),
             "422": Named(
@@ -168,21 +179,33 @@ def _params(filters: Filters) -> dict[str, Any]:
     }
 
 
-def _response(served: ServedVersion, entry: TopK, *, client_id: int | None, k: int) -> Any:
-    items = served.recommender.ranked(entry, k)
-    response = ranking_response(served, items, client_id=client_id, k=k, candidates=entry.candidates)
+def _response(
+    served: ServedVersion, query: RankingQuery, *, client_id: int | None, k: int, explain: bool
+) -> Any:
+    recommender = served.recommender
+    entry = recommender.top([query])[0]
+    items = recommender.ranked(entry, k)
+    explanations = (
+        explain_rankings(recommender, [query], [items], today=utc_today())[0]
+        if explain and can_explain(recommender)  # a version exported before explanations: none shown
+        else None
+    )
+    response = ranking_response(
+        served, items, client_id=client_id, k=k, candidates=entry.candidates, explanations=explanations
+    )
     return _dump(response)
 
 
-def _client_ranking(served: ServedVersion, client_id: int, filters: Filters = NO_FILTERS) -> Any:
-    recommender = served.recommender
-    entry = recommender.top([recommender.client_query(client_id, filters)])[0]
-    return _response(served, entry, client_id=client_id, k=EXAMPLE_K)
+def _client_ranking(
+    served: ServedVersion, client_id: int, filters: Filters = NO_FILTERS, *, explain: bool = False
+) -> Any:
+    query = served.recommender.client_query(client_id, filters)
+    return _response(served, query, client_id=client_id, k=EXAMPLE_K, explain=explain)
 
 
 def _custom_ranking(served: ServedVersion, request: ScoreRequest) -> Any:
     query = score_query(served.recommender, request)
-    return _response(served, served.recommender.top([query])[0], client_id=None, k=request.k)
+    return _response(served, query, client_id=None, k=request.k, explain=request.explain)
 
 
 def _conflict(recommender: Recommender, filters: Filters) -> FilterConflictError:

@@ -77,14 +77,40 @@ function productList(products) {
     el("span", { className: "product-facts", textContent: productFacts(product) }))));
 }
 
-// A label row with products gets a toggle that shows them in a row of their own below it.
+const signed = (value) => (value < 0 ? "−" : "+") + Math.abs(value).toFixed(3);
+
+// The label's logit as the model's parts (they sum to it), largest first; co-purchase by history label.
+// A list, not a table: the ranking's own rows stay the only rows of its table.
+function contributionList(explanation) {
+  const largest = Math.max(...explanation.contributions.map((c) => Math.abs(c.value)), 1e-9);
+  const items = explanation.contributions.map((c) => {
+    const bar = el("span", { className: c.value < 0 ? "negative" : "positive" });
+    bar.style.width = `${((Math.abs(c.value) / largest) * 100).toFixed(1)}%`;
+    const family = el("span", { className: "family", textContent: c.family });
+    if (c.sources && c.sources.length) {
+      family.append(el("span", { className: "sources", textContent: c.sources
+        .map((s) => `${s.label === null ? "other labels" : s.label} ${signed(s.value)}`).join(", ") }));
+    }
+    const item = el("li", { className: "contribution" }, family,
+      el("span", { className: "value", textContent: signed(c.value) }), el("span", { className: "cbar" }, bar));
+    item.dataset.term = c.term;
+    return item;
+  });
+  return el("div", { className: "why" },
+    el("p", { className: "why-title", textContent: `Why: the logit ${explanation.logit.toFixed(3)} as the model's parts` }),
+    el("ul", { className: "contributions" }, ...items));
+}
+
+// A label row gets a toggle that shows its contributions and products in a row of their own below it.
 function labelRows(item, label, cells) {
   const row = el("tr", { className: item.bought_before ? "bought" : "" }, ...cells);
-  if (!item.products) return [row];
-  const detail = el("tr", { className: "products-row", hidden: true },
-    el("td", { colSpan: 3 }, productList(item.products)));
+  if (!item.products && !item.explanation) return [row];
+  const parts = [];
+  if (item.explanation) parts.push(contributionList(item.explanation));
+  if (item.products) parts.push(productList(item.products));
+  const detail = el("tr", { className: "products-row", hidden: true }, el("td", { colSpan: 3 }, ...parts));
   const toggle = el("button", { type: "button", className: "expand", textContent: "▸",
-    title: `products of ${item.label}` });
+    title: `why ${item.label}, and its products` });
   toggle.setAttribute("aria-expanded", "false");
   toggle.addEventListener("click", () => {
     detail.hidden = !detail.hidden;
@@ -150,6 +176,7 @@ function fillRanking(table, notice, ranking) {
     const hide = el("button", { type: "button", className: "hide", textContent: "✕", title: `hide ${item.label}` });
     hide.addEventListener("click", () => hideLabel(item.label));
     label.append(hide);
+    if (item.reason) label.append(el("span", { className: "reason", textContent: item.reason }));
     return labelRows(item, label, [el("td", { textContent: item.rank }), label, el("td", {}, bar)]);
   });
   table.tBodies[0].replaceChildren(...rows);
@@ -162,6 +189,7 @@ async function rankClient() {
   const params = filterParams();
   params.set("k", $("#client-k").value);
   params.set("products", PRODUCTS);
+  params.set("explain", "true");
   $("#client-ranking").hidden = true;
   const ranking = await api(`/recommend/${state.clientId}?${params}`);
   showError($("#client-error"), null);
@@ -275,7 +303,7 @@ function scheduleScore() {
 async function scoreBasket() {
   const request = {
     basket: state.basket.map((label) => label.name), k: Number($("#basket-k").value), products: PRODUCTS,
-    ...filters(),
+    explain: true, ...filters(),
   };
   if ($("#basket-gender").value) request.gender = $("#basket-gender").value;
   if ($("#basket-age").value) request.age = Number($("#basket-age").value);

@@ -109,7 +109,7 @@ def test_basket_gives_scores_for_the_picked_labels(page: Page) -> None:
     page.locator("#basket-k").blur()
     expect(page.locator("#basket-ranking tbody tr:not(.products-row)")).to_have_count(4)
     page.locator("#basket-ranking .expand").first.click()
-    first_product = page.locator("#basket-ranking tr.products-row li").first
+    first_product = page.locator("#basket-ranking tr.products-row .products li").first
     expect(first_product).to_contain_text(re.compile("popular with similar clients|best seller"))
 
 
@@ -237,3 +237,32 @@ def test_recording_with_a_wrong_key_shows_the_error(page: Page, writable: Server
     page.fill("#record-key", "wrong")
     page.click("#record-form button[type=submit]")
     expect(page.locator("#record-error")).to_contain_text("Missing or wrong API key")
+
+
+def test_each_row_shows_its_reason_and_expanding_it_shows_the_contributions(
+    page: Page, server: Server
+) -> None:
+    client = known_client(server)
+    params: dict[str, str | int] = {"k": 5, "explain": "true", "products": 5}
+    answer = httpx.get(f"{server.url}/recommend/{client}", params=params).json()["recommendations"]
+    look_up(page, client, 5)
+    rows = page.locator("#client-ranking tbody tr:not(.products-row)")
+    expect(rows.locator(".reason")).to_have_text([item["reason"] for item in answer])
+    detail = page.locator("#client-ranking tbody tr.products-row").nth(1)
+    expect(detail.locator(".contributions")).to_be_hidden()
+    page.locator("#client-ranking .expand").nth(1).click()
+    explanation = answer[1]["explanation"]
+    contributions = detail.locator("li.contribution")
+    expect(contributions).to_have_count(len(explanation["contributions"]))
+    expect(detail.locator(".why-title")).to_contain_text(f"{explanation['logit']:.3f}")
+    terms = contributions.evaluate_all("rows => rows.map(r => r.dataset.term)")
+    assert terms == [c["term"] for c in explanation["contributions"]]
+    shown = [float(text.replace("−", "-")) for text in contributions.locator(".value").all_inner_texts()]
+    assert shown == pytest.approx([c["value"] for c in explanation["contributions"]], abs=1e-3)
+    (copurchase,) = [c for c in explanation["contributions"] if c["term"] == "copurchase"]
+    named = [s["label"] for s in copurchase["sources"] if s["label"] is not None]
+    for label in named:
+        expect(detail.locator("li.contribution[data-term=copurchase] .sources")).to_contain_text(label)
+    expect(detail.locator(".product-name").first).to_be_visible()  # the products stay in the same row
+    page.select_option("#basket-gender", "F")
+    expect(page.locator("#basket-ranking tbody tr:not(.products-row) .reason")).to_have_count(10)

@@ -7,6 +7,7 @@ sees every write acknowledged before it, whichever worker or replica took the wr
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Annotated, Any
 
@@ -17,11 +18,13 @@ from app.api.deps import RankerDep, StoreDep
 from app.api.errors import error_responses
 from app.api.routes.clients import ClientId
 from app.errors import InvalidQueryError
+from app.explain import LabelExplanation, explain_rankings, utc_today
 from app.filters import Filters
 from app.products import MAX_PRODUCTS, RankedProduct
 from app.recommender import Query as RankingQuery
 from app.recommender import Recommender, ScoredLabel
 from app.schemas import (
+    EXPLAIN_DOC,
     FILTER_DOCS,
     MAX_QUERY_VALUES,
     PRODUCTS_DOC,
@@ -44,14 +47,19 @@ def ranking_response(
     k: int,
     candidates: int,
     products: list[list[RankedProduct]] | None = None,
+    explanations: list[LabelExplanation] | None = None,
 ) -> RecommendResponse:
-    """The response for ranked labels, each with its products when `products` holds them, saying so when
-    the filters left fewer than k."""
+    """The response for ranked labels, each with its products and its explanation when asked for, saying
+    so when the filters left fewer than k."""
     return RecommendResponse(
         client_id=client_id,
         k=k,
         recommendations=[
-            Recommendation.from_scored(item, None if products is None else products[i])
+            Recommendation.from_scored(
+                item,
+                None if products is None else products[i],
+                None if explanations is None else explanations[i],
+            )
             for i, item in enumerate(items)
         ],
         candidates=candidates,
@@ -70,6 +78,17 @@ def score_query(recommender: Recommender, request: ScoreRequest) -> RankingQuery
         k=request.k,
         filters=request.filters(),
     )
+
+
+async def explained(
+    recommender: Recommender, make_query: Callable[[], RankingQuery], items: Sequence[ScoredLabel]
+) -> list[LabelExplanation]:
+    """The explanations of a query's ranked labels (on a worker thread: a forward pass)."""
+
+    def run() -> list[LabelExplanation]:
+        return explain_rankings(recommender, [make_query()], [items], today=utc_today())[0]
+
+    return await anyio.to_thread.run_sync(run)
 
 
 def _names(description: str) -> Any:
@@ -96,10 +115,12 @@ async def recommend(
     exclude_bought_products: Annotated[
         bool, Query(description="leave the client's own products out of the product lists")
     ] = False,
+    explain: Annotated[bool, Query(description=EXPLAIN_DOC)] = False,
 ) -> Response:
     """Score every CLAC3 label for the client's most recent sessions (training data, then recorded) and
     demographics; leave out what the filters exclude; return the top k, each with up to `products` products
-    ranked for the client. 404 if the client is neither in the training data nor recorded."""
+    ranked for the client and, with `explain`, why. 404 if the client is neither in the training data nor
+    recorded."""
     served = ranker.served
     filters = Filters.of(
         exclude_bought=exclude_bought,
@@ -107,7 +128,8 @@ async def recommend(
         exclude_clac1=exclude_clac1 or (),
         exclude=exclude or (),
     )
-    key = (client_id, k, filters, products, exclude_bought_products)
+    # An explanation's "last bought N days ago" is valid for the day it was computed on.
+    key = (client_id, k, filters, products, exclude_bought_products, utc_today() if explain else None)
     body = None
     if served.caching:  # the revision read only decides whether a cached body is current
         body = served.cached_body(key, await anyio.to_thread.run_sync(store.revision, client_id))
@@ -124,7 +146,19 @@ async def recommend(
             else None
         )
         response = ranking_response(
-            served, items, client_id=client_id, k=k, candidates=entry.candidates, products=lists
+            served,
+            items,
+            client_id=client_id,
+            k=k,
+            candidates=entry.candidates,
+            products=lists,
+            explanations=(
+                await explained(
+                    recommender, partial(recommender.client_query, client_id, filters, live), items
+                )
+                if explain
+                else None
+            ),
         )
         body = response.model_dump_json().encode()
         served.keep_body(key, live.revision if live is not None else 0, body)
@@ -138,10 +172,12 @@ async def recommend(
 )
 async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
     """Score every label for a history whose newest session is the basket (demographics alone: cold start);
-    leave out what the filters exclude; return the top k, each with up to `products` products."""
+    leave out what the filters exclude; return the top k, each with up to `products` products and, with
+    `explain`, why."""
     recommender, settings = ranker.recommender, ranker.settings
     _check_lengths(request, settings.max_basket_len, settings.max_history_len)
-    entry = await ranker.scorer.top(recommender, partial(score_query, recommender, request))
+    query = partial(score_query, recommender, request)
+    entry = await ranker.scorer.top(recommender, query)
     items = recommender.ranked(entry, request.k)
     lists = (
         recommender.label_products(items, n=request.products, gender=request.gender, age=request.age)
@@ -149,7 +185,13 @@ async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
         else None
     )
     return ranking_response(
-        ranker.served, items, client_id=None, k=request.k, candidates=entry.candidates, products=lists
+        ranker.served,
+        items,
+        client_id=None,
+        k=request.k,
+        candidates=entry.candidates,
+        products=lists,
+        explanations=await explained(recommender, query, items) if request.explain else None,
     )
 
 
