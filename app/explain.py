@@ -18,7 +18,6 @@ import torch
 
 from app.errors import ExplanationsUnavailableError
 from app.recommender import Query, Recommender, ScoredLabel
-from training.dataset import Vocabulary
 
 N_SOURCES = 3  # co-purchase sources named per label; the other history labels are summed as one
 SECOND_REASON_SHARE = 0.25  # a second phrase joins the reason when its term is at least this share of the
@@ -170,53 +169,66 @@ def explain_rankings(
     with torch.inference_mode():
         wide, deep = model.explain(*inputs)
         sources = model.copurchase_sources(labels, *inputs)  # [B, K, N]
-        picked = {name: getattr(wide, name).gather(1, labels) for name in wide._fields}
-        picked[DEEP] = deep.gather(1, labels)
-        logits = sum(picked.values(), torch.zeros_like(picked[DEEP]))
-    vocab = recommender.vocab
+        names = [*wide._fields, DEEP]
+        picked = [getattr(wide, name).gather(1, labels) for name in wide._fields] + [deep.gather(1, labels)]
+        logits = sum(picked[1:], picked[0])
+        splits, companions = source_splits(sources), top_companions(sources, labels)
+    # One conversion per batch: per-element tensor reads would cost more than the forward pass.
+    values, logit_list = torch.stack(picked, dim=2).tolist(), logits.tolist()
+    labels_of = recommender.vocab.labels
     explained = []
     for b, (query, ranking) in enumerate(zip(queries, rankings, strict=True)):
         history = history_facts(recommender, query)
-        explained.append(
-            [
-                _explain_label(
-                    {name: float(values[b, j]) for name, values in picked.items()},
-                    float(logits[b, j]),
-                    sources[b, j],
-                    label_facts(history, item, sources[b, j], labels=vocab.labels, today=today),
-                    vocab,
-                )
-                for j, item in enumerate(ranking)
-            ]
-        )
+        row = []
+        for j, item in enumerate(ranking):
+            named, rest = splits[b][j]
+            split = tuple(Source(labels_of[h], value) for h, value in named)
+            split += () if rest is None else (Source(None, rest),)
+            contributions = sorted(
+                (
+                    Contribution(name, term(name).family, value, split if name == "copurchase" else ())
+                    for name, value in zip(names, values[b][j], strict=True)
+                ),
+                key=lambda c: -abs(c.value),
+            )
+            companion = companions[b][j]
+            top_source = None if companion is None else labels_of[companion]
+            facts = label_facts(history, item, top_source, today=today)
+            row.append(LabelExplanation(logit_list[b][j], tuple(contributions), reason(contributions, facts)))
+        explained.append(row)
     return explained
 
 
-def _explain_label(
-    values: dict[str, float], logit: float, sources: torch.Tensor, facts: Facts, vocab: Vocabulary
-) -> LabelExplanation:
-    contributions = sorted(
-        (
-            Contribution(
-                name,
-                term(name).family,
-                value,
-                _sources(sources, vocab) if name == "copurchase" else (),
+Split = tuple[list[tuple[int, float]], float | None]  # named (label id, value), largest first; the rest
+
+
+def source_splits(sources: torch.Tensor) -> list[list[Split]]:
+    """Per [b][k] of co-purchase terms by history label [B, K, N]: the N_SOURCES labels adding most in
+    absolute value (only labels adding anything), and the other labels' sum (None when there are none)."""
+    n = min(N_SOURCES, sources.shape[2])
+    top = sources.abs().topk(n, dim=2).indices
+    ids, values = top.tolist(), sources.gather(2, top).tolist()
+    counts, rests = (sources != 0).sum(2).tolist(), sources.scatter(2, top, 0.0).sum(2).tolist()
+    return [
+        [
+            (
+                list(zip(ids[b][k][:count], values[b][k][:count], strict=True)),
+                rests[b][k] if count > n else None,
             )
-            for name, value in values.items()
-        ),
-        key=lambda c: -abs(c.value),
-    )
-    return LabelExplanation(logit, tuple(contributions), reason(contributions, facts))
+            for k, count in enumerate(row)
+        ]
+        for b, row in enumerate(counts)
+    ]
 
 
-def _sources(sources: torch.Tensor, vocab: Vocabulary) -> tuple[Source, ...]:
-    """The N_SOURCES history labels adding most (in absolute value) to a co-purchase term, then the rest."""
-    present = torch.nonzero(sources).flatten()
-    order = present[sources[present].abs().argsort(descending=True)].tolist()
-    named = [Source(vocab.labels[h], float(sources[h])) for h in order[:N_SOURCES]]
-    rest = order[N_SOURCES:]
-    return tuple(named + ([Source(None, float(sources[rest].sum()))] if rest else []))
+def top_companions(sources: torch.Tensor, labels: torch.Tensor) -> list[list[int | None]]:
+    """Per [b][k]: the history label adding most to the co-purchase term of labels[b, k] [B, K], other than
+    that label itself (its own line of the map is a repeat, not a companion); None if none adds."""
+    value, best = sources.scatter(2, labels.unsqueeze(2), 0.0).max(2)
+    return [
+        [h if v > 0 else None for h, v in zip(ids, values, strict=True)]
+        for ids, values in zip(best.tolist(), value.tolist(), strict=True)
+    ]
 
 
 def reason(contributions: Sequence[Contribution], facts: Facts) -> str:
@@ -262,16 +274,10 @@ def history_facts(recommender: Recommender, query: Query) -> HistoryFacts:
     )
 
 
-def label_facts(
-    history: HistoryFacts, item: ScoredLabel, sources: torch.Tensor, *, labels: Sequence[str], today: dt.date
-) -> Facts:
-    """The facts of one ranked label; `sources` [N]: its co-purchase term by history label."""
+def label_facts(history: HistoryFacts, item: ScoredLabel, top_source: str | None, *, today: dt.date) -> Facts:
+    """The facts of one ranked label; `top_source`: its companion (`top_companions`)."""
     holding = [date for date, ids in zip(history.dates, history.seen, strict=True) if item.label_id in ids]
     newest = holding[-1] if holding else None
-    # The label's own line of the co-purchase map is a repeat, not a companion: a reason names another label.
-    others = sources.clone()
-    others[item.label_id] = 0.0
-    best = int(others.argmax())
     return Facts(
         label=item.label,
         clac1=item.clac1,
@@ -279,7 +285,7 @@ def label_facts(
         seen=len(history.seen),
         # A session may be dated up to a day ahead of UTC (app/api/routes/clients.py): today at the latest.
         days_ago=None if newest is None else max((today - newest).days, 0),
-        top_source=labels[best] if float(others[best]) > 0 else None,
+        top_source=top_source,
         segment=history.segment,
         categories=history.categories,
     )

@@ -21,6 +21,8 @@ from app.explain import (
     label_facts,
     reason,
     segment,
+    source_splits,
+    top_companions,
 )
 from app.filters import Filters
 from app.live import LiveClient, RecordedSession
@@ -199,9 +201,7 @@ def test_reason_counts_sessions_and_days_from_the_dated_history(recommender: Rec
         item for item in recommender.ranked(recommender.top([query])[0], 200) if item.label_id == label
     )
     seen = recommender.artifacts.builder.recent(query.histories)
-    history = history_facts(recommender, query)
-    no_sources = torch.zeros(recommender.vocab.n_labels)
-    known = label_facts(history, item, no_sources, labels=recommender.vocab.labels, today=TODAY)
+    known = label_facts(history_facts(recommender, query), item, None, today=TODAY)
     assert (known.in_sessions, known.seen, known.days_ago) == (sum(label in s for s in seen), len(seen), 12)
     assert (known.label, known.top_source, known.segment) == (
         name,
@@ -220,8 +220,7 @@ def demographics(recommender: Recommender, query: Query) -> tuple[str, int]:
     return recommender.vocab.genders[query.gender], recommender.vocab.ages[query.age]
 
 
-def test_facts_name_another_label_as_the_companion_and_count_only_the_sessions_the_model_sees() -> None:
-    labels = ["a", "b", "c", "d"]
+def test_facts_count_only_the_sessions_the_model_sees_and_date_the_newest() -> None:
     history = HistoryFacts(
         seen=[[0, 1], [1], [2]],
         dates=[None, TODAY - dt.timedelta(days=3), None],
@@ -229,8 +228,15 @@ def test_facts_name_another_label_as_the_companion_and_count_only_the_sessions_t
         categories=("X",),
     )
     item = ScoredLabel(rank=1, label_id=1, label="b", clac1="X", score=0.5, bought_before=True)
-    sources = torch.tensor([0.2, 0.9, -0.1, 0.0])  # its own line is the largest: a repeat, not a companion
-    facts = label_facts(history, item, sources, labels=labels, today=TODAY)
+    facts = label_facts(history, item, "a", today=TODAY)
     assert (facts.in_sessions, facts.seen, facts.days_ago, facts.top_source) == (2, 3, 3, "a")
-    alone = label_facts(history, item, torch.tensor([-0.2, 0.9, 0.0, 0.0]), labels=labels, today=TODAY)
-    assert alone.top_source is None
+
+
+def test_companion_is_another_label_and_sources_name_the_largest_then_the_rest() -> None:
+    sources = torch.tensor(
+        [[[0.2, 0.9, -0.1, 0.0, 0.05], [-0.2, 0.9, 0.0, 0.0, 0.0]]]
+    )  # label 1's own line is the largest: a repeat, not a companion
+    assert top_companions(sources, torch.tensor([[1, 1]])) == [[0, None]]
+    ((first, second),) = source_splits(sources)
+    assert [h for h, _ in first[0]] == [1, 0, 2] and first[1] == pytest.approx(0.05)
+    assert [h for h, _ in second[0]] == [1, 0] and second[1] is None
