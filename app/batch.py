@@ -4,9 +4,8 @@ Each batch of clients goes through `Recommender.top` (the route's own path: the 
 filters and top k), then becomes rows (client_id, rank, label, clac1, score, bought_before; with --products
 N, one row per product of each label: product_rank, pd_c, product_name, brand, product_source,
 product_score; with --reason, each label's reason in words, as explain=true gives it) appended to a
-Parquet or CSV file. Memory holds one batch at a time; the file is written
-under a temporary name beside the target and renamed over it only when complete, so a failed run leaves the
-old file (or none).
+Parquet or CSV file. Memory holds one batch at a time; the file is written under a temporary name beside
+the target and renamed over it only when complete, so a failed run leaves the old file (or none).
 """
 
 from __future__ import annotations
