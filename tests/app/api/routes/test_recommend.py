@@ -29,7 +29,17 @@ def test_recommend_known_client_returns_ranked_top_k(
     body = client.get(f"/recommend/{known_client}", params={"k": 5}).json()
     assert (body["client_id"], body["k"], len(body["recommendations"])) == (known_client, 5, 5)
     first = body["recommendations"][0]
-    assert set(first) == {"rank", "label", "clac1", "score", "bought_before", "products"}
+    assert set(first) == {
+        "rank",
+        "label",
+        "clac1",
+        "score",
+        "bought_before",
+        "products",
+        "reason",
+        "explanation",
+    }
+    assert first["reason"] is None and first["explanation"] is None  # only with explain=true
     assert first["label"] in artifacts.vocab.labels and first["clac1"] in artifacts.vocab.clac1
     scores = [item["score"] for item in body["recommendations"]]
     assert scores == sorted(scores, reverse=True)
