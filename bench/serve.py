@@ -325,9 +325,10 @@ def live_run(artifacts: Path, *, seconds: float, rounds: int, connections: int) 
     each route's best round, the mix's too (by its reads' throughput)."""
     log = RESULTS / "tmp" / "serve-live.log"
     with (
-        environment(WDREC_RECOMMEND_CACHE_SIZE="0", WDREC_WRITE_API_KEY=WRITE_KEY),
+        tempfile.TemporaryDirectory(prefix="serve-state-", dir=RESULTS / "tmp") as state,
+        environment(WDREC_RECOMMEND_CACHE_SIZE="0", WDREC_WRITE_API_KEY=WRITE_KEY, WDREC_STATE_DIR=state),
         running_server(artifacts, log, workers=2) as server,
-    ):
+    ):  # a database of its own: the sessions it records would change other runs' rankings
         client_ids = all_client_ids(server.url)
         random.Random(0).shuffle(client_ids)
         labels = [x["name"] for g in httpx.get(f"{server.url}/labels").json()["groups"] for x in g["labels"]]
