@@ -10,6 +10,7 @@ the target and renamed over it only when complete, so a failed run leaves the ol
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import time
@@ -135,10 +136,12 @@ def write_recommendations(
     products: int = 0,
     exclude_bought_products: bool = False,
     reason: bool = False,
+    today: dt.date | None = None,
 ) -> BatchSummary:
-    """Write the top k of each client row (default: all) to `out` atomically, each label with up to
-    `products` products as GET /recommend ranks them and, with `reason`, its reason; returns what was
-    written."""
+    """Write the top k of each client row (default: all) as of `today` (default: the clock's date, UTC)
+    to `out` atomically, each label with up to `products` products as GET /recommend ranks them and, with
+    `reason`, its reason; returns what was written."""
+    today = today or utc_today()
     if fmt not in FORMATS:
         raise BatchInputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if batch_size < 1:
@@ -161,13 +164,13 @@ def write_recommendations(
     ):
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
-            queries = [recommender.row_query(row, filters) for row in batch]
+            queries = [recommender.row_query(row, filters, today) for row in batch]
             tops = recommender.top(queries)
             ids = [recommender.client_id_at(row) for row in batch]
             table = _table(ids, tops, k, labels=labels, clac1=clac1)
             if reason:
                 rankings = [recommender.ranked(top, k) for top in tops]
-                explained = explain_rankings(recommender, queries, rankings, today=utc_today())
+                explained = explain_rankings(recommender, queries, rankings, today=today)
                 reasons = [item.reason for ranking in explained for item in ranking]
                 table = table.append_column(REASON_FIELD, pa.array(reasons, type=pa.string()))
             if products:
@@ -275,6 +278,7 @@ def run_recommend(
     products: int = 0,
     exclude_bought_products: bool = False,
     reason: bool = False,
+    today: dt.date | None = None,
 ) -> BatchSummary:
     """`wdrec recommend`: load and verify the artifacts as `wdrec serve` does, then write every client's
     (or the listed clients') top k; the format follows --format, else the file's suffix, else Parquet."""
@@ -297,4 +301,5 @@ def run_recommend(
         products=products,
         exclude_bought_products=exclude_bought_products,
         reason=reason,
+        today=today,
     )

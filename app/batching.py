@@ -10,6 +10,7 @@ pays nothing.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class ClientJob:
     store: SessionStore
     client_id: int
     filters: Filters
+    today: dt.date  # the reference date of the calendar features
 
 
 class ClientRanking(NamedTuple):
@@ -71,11 +73,12 @@ class BatchScorer:
         return top
 
     async def client(
-        self, recommender: Recommender, store: SessionStore, client_id: int, filters: Filters
+        self, recommender: Recommender, store: SessionStore, client_id: int, filters: Filters, today: dt.date
     ) -> ClientRanking:
-        """The client's ranking (its training sessions, then those `store` holds now), the top max_k;
-        UnknownClientError if neither has the client."""
-        ranking: ClientRanking = await self._submit(recommender, ClientJob(store, client_id, filters))
+        """The client's ranking as of `today` (its training sessions, then those `store` holds now), the top
+        max_k; UnknownClientError if neither has the client."""
+        job = ClientJob(store, client_id, filters, today)
+        ranking: ClientRanking = await self._submit(recommender, job)
         return ranking
 
     async def _submit(self, recommender: Recommender, job: Job) -> Any:
@@ -133,7 +136,7 @@ def score_batch(recommender: Recommender, jobs: Sequence[Job]) -> list[Outcome]:
                 parsed.append(state)
             else:
                 live = state.get(job.client_id)
-                parsed.append(recommender.client_query(job.client_id, job.filters, live))
+                parsed.append(recommender.client_query(job.client_id, job.filters, live, job.today))
         except ServiceError as exc:
             parsed.append(exc)
         lives.append(live)

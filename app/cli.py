@@ -7,6 +7,7 @@ Nothing heavy is imported here: `wdrec --help` loads this module.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def _recommend(args: argparse.Namespace) -> None:
         products=args.products,
         exclude_bought_products=args.exclude_bought_products,
         reason=args.reason,
+        today=args.date,
     )
 
 
@@ -113,6 +115,12 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     )
     rec.add_argument(
         "--reason", action="store_true", help="add a column: each label's reason in words (explain=true's)"
+    )
+    rec.add_argument(
+        "--date",
+        type=dt.date.fromisoformat,
+        default=None,
+        help="rank as of this date, YYYY-MM-DD, as GET /recommend?date= does (default: today, UTC)",
     )
     rec.set_defaults(handler=_recommend)
 

@@ -63,6 +63,10 @@ def _bought(facts: Facts) -> str | None:
     return f"{text}, {when.get(facts.days_ago, f'last {facts.days_ago} days ago')}"
 
 
+def _due(facts: Facts) -> str | None:
+    return None if facts.days_ago is None else f"due again: last bought {facts.days_ago} days ago"
+
+
 def _own_baskets(facts: Facts) -> str | None:
     return _bought(facts) or "like the labels in your baskets"
 
@@ -96,6 +100,7 @@ TERMS: dict[str, Term] = {
     "demo_cross": Term("CLAC1 x gender x age", lambda f: f"popular with {f.segment}"),
     "pair_cross": Term("CLAC1 pair x age", _mix),
     "repeat": Term("your repeat history of the label", _bought),
+    "calendar": Term("when you buy the label: days since, your usual gap, due-ness", _due),
     "copurchase": Term("co-purchase with your history's labels", _with),
     "start_own": Term("the baseline start (TIFU-KNN, P-Pop...): your own baskets", _own_baskets),
     "start_neighbours": Term("the baseline start: clients with baskets like yours", _neighbours),

@@ -9,6 +9,7 @@ the recommender caches no ranking: what may be cached, and for how long, is the 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import threading
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ from app.lru import LruCache
 from app.products import MAX_PRODUCTS, ProductRanker, RankedProduct
 from training.artifacts import ArtifactSet, load_artifacts
 from training.dataset import UNKNOWN
-from training.features import ModelInputs
+from training.features import EPOCH, ModelInputs, day_number
 from training.products import ProductTables
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class TopK(NamedTuple):
 @dataclass(frozen=True)
 class Session:
     """A session on the read path: its distinct label ids (of the loaded vocabulary, ascending) and its
-    date when known (recorded sessions have one; the artifacts' training sessions carry none yet)."""
+    date when known (recorded sessions have one; training sessions where the data had SESS_DT)."""
 
     labels: list[int]
     date: dt.date | None = None
@@ -70,11 +71,21 @@ class Query:
     age: int
     k: int
     filter: LabelFilter | None = None
+    today: dt.date | None = None  # the reference date of the calendar features (None: no dates)
 
     @property
     def histories(self) -> list[list[int]]:
         """The sessions' label ids: what the feature builder takes."""
         return [session.labels for session in self.sessions]
+
+    @property
+    def days(self) -> list[int | None]:
+        """The sessions' dates as day numbers (None where unknown)."""
+        return [None if s.date is None else day_number(s.date) for s in self.sessions]
+
+    @property
+    def today_number(self) -> int | None:
+        return None if self.today is None else day_number(self.today)
 
 
 @dataclass(frozen=True)
@@ -150,6 +161,7 @@ class Recommender:
         self._genders: list[int] = clients["gender"].to_list()
         self._ages: list[int] = clients["age"].to_list()
         self._sessions: list[list[list[int]]] = clients["sessions"].to_list()
+        self._days: list[list[int | None]] = clients["days"].to_list()
         tables = artifacts.products
         self.products = (
             None
@@ -193,7 +205,7 @@ class Recommender:
             gender = self.vocab.genders.index(live.gender)
         if live is not None and live.age is not None:
             age = self.vocab.ages.index(live.age)
-        sessions = [Session(labels) for labels in self._sessions[row]] if row is not None else []
+        sessions = self._training_sessions(row) if row is not None else []
         recorded = live.sessions if live is not None else ()
         return ClientProfile(
             client_id=client_id,
@@ -204,6 +216,13 @@ class Recommender:
             history=sessions + self._readable(client_id, recorded),
             in_training=row is not None,
         )
+
+    def _training_sessions(self, row: int) -> list[Session]:
+        """The sessions of client table row `row`, dated where the training data had dates."""
+        return [
+            Session(labels, None if day is None else EPOCH + dt.timedelta(days=day))
+            for labels, day in zip(self._sessions[row], self._days[row], strict=True)
+        ]
 
     def _readable(self, client_id: int, recorded: Sequence[RecordedSession]) -> list[Session]:
         """Recorded sessions in this version's label ids; labels it does not know (a session recorded
@@ -252,19 +271,29 @@ class Recommender:
         return None if label_id is None else self.vocab.clac1[self.vocab.label_clac1[label_id]]
 
     def score_histories(
-        self, histories: Sequence[Sequence[Sequence[int]]], genders: Sequence[int], ages: Sequence[int]
+        self,
+        histories: Sequence[Sequence[Sequence[int]]],
+        genders: Sequence[int],
+        ages: Sequence[int],
+        days: Sequence[Sequence[int | None]] | None = None,
+        today: Sequence[int | None] | None = None,
     ) -> torch.Tensor:
-        """Probabilities [B, N] for B histories (label ids, oldest session first) and vocabulary codes."""
+        """Probabilities [B, N] for B histories (label ids, oldest session first) and vocabulary codes;
+        `days` / `today`: the sessions' and the reference date's day numbers (see FeatureBuilder)."""
         with torch.inference_mode():
             with self._features_lock:
-                inputs = self.artifacts.builder.build_batch(histories, genders, ages)
+                inputs = self.artifacts.builder.build_batch(histories, genders, ages, days, today)
             return torch.sigmoid(self.artifacts.model(*inputs))
 
     def model_inputs(self, queries: Sequence[Query]) -> ModelInputs:
-        """The model's inputs for the queries' histories and demographics (what `top` scores)."""
+        """The model's inputs for the queries' histories, dates and demographics (what `top` scores)."""
         with self._features_lock:
             return self.artifacts.builder.build_batch(
-                [q.histories for q in queries], [q.gender for q in queries], [q.age for q in queries]
+                [q.histories for q in queries],
+                [q.gender for q in queries],
+                [q.age for q in queries],
+                [q.days for q in queries],
+                [q.today_number for q in queries],
             )
 
     def label_filter(self, filters: Filters) -> LabelFilter | None:
@@ -282,8 +311,9 @@ class Recommender:
         """The top-k of each query from one batched forward pass, filtered labels left out before the top
         k."""
         histories = [q.histories for q in queries]
-        scores = self.score_histories(histories, [q.gender for q in queries], [q.age for q in queries])
+        inputs = self.model_inputs(queries)
         with torch.inference_mode():  # scores is an inference tensor: updated in place only in this mode
+            scores = torch.sigmoid(self.artifacts.model(*inputs))
             _apply_filters(scores, queries, histories)
         candidates = torch.isfinite(scores).sum(dim=1).tolist()
         values, indices = torch.topk(scores, max(q.k for q in queries))
@@ -312,23 +342,36 @@ class Recommender:
         ]
 
     def client_query(
-        self, client_id: int, filters: Filters = NO_FILTERS, live: LiveClient | None = None
+        self,
+        client_id: int,
+        filters: Filters = NO_FILTERS,
+        live: LiveClient | None = None,
+        today: dt.date | None = None,
     ) -> Query:
-        """The top max_k query of a client: its whole history, the training data's sessions then the
-        recorded ones (`live`; the builder keeps the most recent)."""
+        """The top max_k query of a client on date `today`: its whole history, the training data's sessions
+        then the recorded ones (`live`; the builder keeps the most recent)."""
         profile = self.client(client_id, live)
         gender, age = self.vocab.genders.index(profile.gender), self.vocab.ages.index(profile.age)
-        return Query(profile.history, gender, age, k=self.max_k, filter=self.label_filter(filters))
+        history = self.until(profile.history, today)
+        return Query(history, gender, age, k=self.max_k, filter=self.label_filter(filters), today=today)
 
-    def row_query(self, row: int, filters: Filters = NO_FILTERS) -> Query:
-        """The query of the client in row `row` of the client table (see `n_clients`): its training
-        sessions only (a batch job over the artifacts)."""
+    @staticmethod
+    def until(history: list[Session], today: dt.date | None) -> list[Session]:
+        """The sessions on or before `today` (a ranking as of a past date sees only what happened by then)."""
+        if today is None:
+            return history
+        return [s for s in history if s.date is None or s.date <= today]
+
+    def row_query(self, row: int, filters: Filters = NO_FILTERS, today: dt.date | None = None) -> Query:
+        """The query of the client in row `row` of the client table (see `n_clients`) on date `today`: its
+        training sessions only (a batch job over the artifacts)."""
         return Query(
-            [Session(labels) for labels in self._sessions[row]],
+            self.until(self._training_sessions(row), today),
             self._genders[row],
             self._ages[row],
             k=self.max_k,
             filter=self.label_filter(filters),
+            today=today,
         )
 
     def recommend(
@@ -391,12 +434,23 @@ class Recommender:
         age: int | None = None,
         k: int = 10,
         filters: Filters = NO_FILTERS,
+        dates: Sequence[dt.date] | None = None,
+        today: dt.date | None = None,
     ) -> Query:
-        """The query of a custom history whose newest session is `basket`; demographics alone: cold start."""
+        """The query of a custom history whose newest session is `basket`; demographics alone: cold start.
+        `dates`: one per non-empty session (history, then basket) and `today` the reference date (by
+        default the newest of them); without them the model sees no dates."""
         named = [session for session in (*history, basket) if session]
         self.label_ids([name for session in named for name in session])  # every unknown label, one error
+        if dates is not None:
+            _check_dates(dates, len(named), today)
+            today = today or max(dates, default=None)
         # A session is its distinct labels in ascending id order, as in the processed data set.
-        sessions = [Session(sorted({self._label_ids[name] for name in session})) for session in named]
+        when: list[dt.date | None] = list(dates) if dates is not None else [None] * len(named)
+        sessions = [
+            Session(sorted({self._label_ids[name] for name in session}), date)
+            for session, date in zip(named, when, strict=True)
+        ]
         if not sessions and gender is None and age is None:
             raise InvalidQueryError("Nothing to score: give a basket, a history, a gender or an age")
         return Query(
@@ -404,6 +458,7 @@ class Recommender:
             *self.demographic_codes(gender, age),
             k=self.check_k(k),
             filter=self.label_filter(filters),
+            today=today,
         )
 
     def rank(self, query: Query) -> list[ScoredLabel]:
@@ -446,3 +501,18 @@ def _apply_filters(
             if label_filter is not None:
                 label_filter.apply(scores[start:end], histories[start:end])
             start = end
+
+
+def _check_dates(dates: Sequence[dt.date], n_sessions: int, today: dt.date | None) -> None:
+    """InvalidQueryError unless there is one date per session, oldest first, none after `today`."""
+    if len(dates) != n_sessions:
+        raise InvalidQueryError(
+            f"dates holds {len(dates)} dates for {n_sessions} non-empty sessions (history, then basket)",
+            details={"dates": len(dates), "sessions": n_sessions},
+        )
+    if any(later < earlier for earlier, later in itertools.pairwise(dates)):
+        raise InvalidQueryError("dates must be oldest first, like the sessions")
+    if today is not None and dates and max(dates) > today:
+        raise InvalidQueryError(
+            f"a session dated {max(dates)} is after the reference date {today}", details={"date": str(today)}
+        )

@@ -211,6 +211,9 @@ class RecommendResponse(BaseModel):
     notice: str | None = Field(
         default=None, description="why fewer than k labels came back: the filters left fewer"
     )
+    as_of: dt.date | None = Field(
+        default=None, description="the reference date of the ranking's calendar features (null: none)"
+    )
     model: ModelInfo
 
 
@@ -241,6 +244,14 @@ class ScoreRequest(FilterFields):
     history: list[list[Label]] = Field(default=[], description="earlier sessions, oldest first")
     gender: Literal["F", "M"] | None = None
     age: StrictInt | None = Field(default=None, description="age by decade: 10, 20, ..., 80")
+    dates: list[IsoDate] | None = Field(
+        default=None,
+        description="one date per non-empty session (history, then basket), oldest first: the model then "
+        "sees how many days ago each label was bought and whether it is due; without them, sessions only",
+    )
+    date: IsoDate | None = Field(
+        default=None, description="the date to rank for (default: the newest of `dates`)"
+    )
     k: StrictInt = Field(default=10, description="how many labels to return, 1..min(max_k, label count)")
     products: StrictInt = Field(
         default=0,

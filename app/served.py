@@ -22,8 +22,8 @@ from app.schemas import ModelInfo, model_info
 
 logger = logging.getLogger(__name__)
 
-# client ID, k, filters, products, exclude_bought_products, explain (the day explained, None without)
-CacheKey = tuple[int, int, Filters, int, bool, dt.date | None]
+# client ID, k, filters, products, exclude_bought_products, explain, the reference date
+CacheKey = tuple[int, int, Filters, int, bool, bool, dt.date]
 
 
 @dataclass(eq=False)  # hashed by identity: BatchScorer groups queries by version

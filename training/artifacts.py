@@ -27,7 +27,7 @@ import torch
 from training.dataset import Vocabulary
 from training.doc2vec import Doc2VecEncoder, KnownVectors, document_key
 from training.errors import ArtifactError
-from training.features import FeatureBuilder, FeatureSchema
+from training.features import MODEL_INPUTS, FeatureBuilder, FeatureSchema
 from training.products import ProductTables, files_of
 
 MODEL, DOC2VEC, VOCAB, METADATA, CLIENTS = (
@@ -47,6 +47,7 @@ CLIENTS_SCHEMA: dict[str, Any] = {
     "gender": pl.Int16,
     "age": pl.Int16,
     "sessions": pl.List(pl.List(pl.Int32)),
+    "days": pl.List(pl.Int32),  # each session's day number (days since 1970-01-01), null where unknown
 }
 
 
@@ -218,6 +219,12 @@ def _verify(version_dir: Path) -> dict[str, Any]:
             raise ArtifactError(f"{file}: missing")
         if sha256_file(file) != expected:
             raise ArtifactError(f"{file}: SHA-256 mismatch (corrupt or modified)")
+    inputs = tuple(metadata.get("feature_schema", {}).get("inputs", ("hist", "gender", "age", "doc_vec")))
+    if inputs != MODEL_INPUTS:
+        raise ArtifactError(
+            f"{meta_path}: the model takes ({', '.join(inputs)}) and this wdrec feeds "
+            f"({', '.join(MODEL_INPUTS)}); retrain it with this version (wdrec train)"
+        )
     return metadata
 
 

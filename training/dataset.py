@@ -113,6 +113,17 @@ class ProcessedData:
             config=json.loads((in_dir / "config.json").read_text()),
         )
 
+    def client_days(self) -> dict[int, list[int | None]]:
+        """Per client, each kept session's date as a day number (days since 1970-01-01; None if unknown),
+        oldest first like `client_histories`."""
+        day = pl.col("SESS_DT").cast(pl.String).str.strptime(pl.Date, "%Y%m%d", strict=False).cast(pl.Int32)
+        grouped = (
+            self.sessions.sort("CLNT_ID", "position")
+            .group_by("CLNT_ID", maintain_order=True)
+            .agg(day.alias("days"))
+        )
+        return {clnt_id: list(days) for clnt_id, days in grouped.iter_rows()}
+
     def client_histories(self) -> Iterator[tuple[int, int, int, list[list[int]], list[str]]]:
         """Yield (CLNT_ID, gender, age, sessions as label-id lists oldest first, split of each session)."""
         demo = {

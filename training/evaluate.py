@@ -51,10 +51,12 @@ def model_scores(
     out = []
     with torch.inference_mode():
         for start in range(0, inputs.hist.shape[0], BATCH):
-            hist, gender, age, doc_vec = (t[start : start + BATCH] for t in inputs)
+            batch = ModelInputs(*(t[start : start + BATCH] for t in inputs))
             own = None if exclude is None else exclude[start : start + BATCH]
-            features = model.features(hist.long(), gender, age, own)  # type: ignore[operator]
-            out.append(model.logits(features, gender, age, doc_vec).numpy())  # type: ignore[operator]
+            features = model.features(  # type: ignore[operator]
+                batch.hist.long(), batch.ago, batch.gender, batch.age, own
+            )
+            out.append(model.logits(features, batch.gender, batch.age, batch.doc_vec).numpy())  # type: ignore[operator]
     return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
@@ -211,7 +213,7 @@ def run_evaluate(artifacts_root: Path) -> dict[str, MetricTable]:
     baselines = fit_baselines(pool, examples["valid"], n)
     metrics: dict[str, MetricTable] = {}
     for split, ex in examples.items():
-        inputs = artifacts.builder.build_batch(ex.histories, ex.genders, ex.ages)
+        inputs = artifacts.builder.build_examples(ex)
         scores = {
             config.method_name: model_scores(artifacts.model, inputs, pool.neighbour_row_of(ex.clnt_ids))
         }

@@ -7,6 +7,7 @@ Only raw ids leave this module: every wide cross and repeat feature is computed 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -28,11 +29,18 @@ WIDE_FEATURES = (
     "clac1_pair_x_age: unordered CLAC1 pairs of the history crossed with age code (low-rank weight)",
     "repeat: per label log1p(sessions holding it), share of sessions, recency 1/(1+sessions ago), "
     "decayed counts (0.5^ and 0.8^sessions ago); weights = shared vector + per-label offset",
+    "calendar (where sessions are dated): per label log1p(days since last bought), log due-ness (those days "
+    "over the expected gap: the client's own mean gap shrunk to the label's population gap), closeness to "
+    "due, log1p(expected gap), day-decayed counts (e^-days/14, e^-days/60); shared + per-label weights",
     "copurchase: 0.5-decayed counts of the history through a low-rank label x label map",
     "start (start.baseline): the chosen baseline's score of the history (training/start.py): own basket "
     "sums weighted as TIFU-KNN, through the label similarity for ItemKNN, and TIFU-KNN's neighbour mean",
 )
-DEEP_FEATURES = ("gender embedding", "age embedding", "doc_vec", "mean label embedding of the history")
+DEEP_FEATURES = (
+    "client tower: gender and age embeddings, doc_vec, mean label embedding of the history -> every label",
+    "candidate scorer, per (client, label) of the top candidates: that label's repeat, calendar and start "
+    "features and its embedding, with the client tower's hidden state",
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,10 @@ class FeatureSchema:
     d2v_seed: int
     wide_features: tuple[str, ...] = WIDE_FEATURES
     deep_features: tuple[str, ...] = DEEP_FEATURES
+    inputs: tuple[str, ...] = ()  # the model's inputs in call order: MODEL_INPUTS (set in __post_init__)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", self.inputs or MODEL_INPUTS)
 
     @classmethod
     def create(cls, vocab: Vocabulary, config: TrainConfig) -> FeatureSchema:
@@ -71,40 +83,64 @@ class FeatureSchema:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureSchema:
         values = {f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data}
-        for name in ("wide_features", "deep_features"):
+        for name in ("wide_features", "deep_features", "inputs"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
 
 
 class ModelInputs(NamedTuple):
-    """The model's four raw inputs, in call order."""
+    """The model's raw inputs, in call order (`model(*inputs)`)."""
 
     hist: torch.Tensor  # int64 [B, S, L], right-aligned (newest session at S-1), padded with PAD
+    ago: torch.Tensor  # float32 [B, S]: days from each session to the reference date; NO_DATE where a
+    # slot is empty, and for the whole row when a session's date or the reference date is unknown
     gender: torch.Tensor  # int64 [B]
     age: torch.Tensor  # int64 [B]
     doc_vec: torch.Tensor  # float32 [B, D]
 
 
+MODEL_INPUTS = ModelInputs._fields  # written to metadata.json: a version with other inputs is not servable
+NO_DATE = -1.0
+Days = Sequence[int | None]  # a history's session dates as day numbers (days since 1970-01-01)
+
+
+def day_number(date: dt.date) -> int:
+    """Days since 1970-01-01, the unit of every date the model sees."""
+    return (date - EPOCH).days
+
+
+EPOCH = dt.date(1970, 1, 1)
+
+
 @dataclass(frozen=True)
 class ClientRecord:
-    """One client: demographics (vocab indices) and every kept session, oldest first."""
+    """One client: demographics (vocab indices) and every kept session, oldest first, with its day number
+    (None where unknown)."""
 
     clnt_id: int
     gender: int
     age: int
     sessions: list[list[int]]
+    days: list[int | None] | None = None  # None: no dates at all
+
+    @property
+    def session_days(self) -> list[int | None]:
+        return list(self.days) if self.days is not None else [None] * len(self.sessions)
 
 
 @dataclass(frozen=True)
 class Examples:
-    """Next-session examples: predict `targets[i]` from `histories[i]` and the demographics."""
+    """Next-session examples: predict `targets[i]` from `histories[i]` and the demographics; `days[i]` are
+    the history's session dates and `target_days[i]` the target's (the reference date of its features)."""
 
     clnt_ids: list[int]
     histories: list[list[list[int]]]
     genders: list[int]
     ages: list[int]
     targets: list[list[int]]
+    days: list[list[int | None]]
+    target_days: list[int | None]
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -125,21 +161,24 @@ def split_examples(records: Sequence[ClientRecord], split: str, *, newest: int |
     """Every example of `split` ("train", "valid" or "test"): a target session and all sessions before it
     (for "train", each client's `newest` targets only, if given)."""
     rows = [(r, t) for r in records for t in target_positions(len(r.sessions), split, newest=newest)]
+    days = {r.clnt_id: r.session_days for r, _ in rows}
     return Examples(
         clnt_ids=[r.clnt_id for r, _ in rows],
         histories=[r.sessions[:t] for r, t in rows],
         genders=[r.gender for r, _ in rows],
         ages=[r.age for r, _ in rows],
         targets=[r.sessions[t] for r, t in rows],
+        days=[days[r.clnt_id][:t] for r, t in rows],
+        target_days=[days[r.clnt_id][t] for r, t in rows],
     )
 
 
 def records_of(clients: pl.DataFrame) -> list[ClientRecord]:
-    """The `ClientRecord`s of a clients table (clients.parquet: CLNT_ID, gender, age, sessions)."""
-    rows = clients.select("CLNT_ID", "gender", "age", "sessions").rows()
+    """The `ClientRecord`s of a clients table (clients.parquet: CLNT_ID, gender, age, sessions, days)."""
+    rows = clients.select("CLNT_ID", "gender", "age", "sessions", "days").rows()
     return [
-        ClientRecord(int(c), int(g), int(a), [list(map(int, s)) for s in sessions])
-        for c, g, a, sessions in rows
+        ClientRecord(int(c), int(g), int(a), [list(map(int, s)) for s in sessions], list(days))
+        for c, g, a, sessions, days in rows
     ]
 
 
@@ -176,14 +215,45 @@ class FeatureBuilder:
             raise ValueError(f"label id {int(hist.max())} outside the vocabulary of {n} labels")
         return torch.from_numpy(hist)
 
+    def ago_tensor(self, days: Sequence[Days], today: Days) -> torch.Tensor:
+        """float32 [B, S]: `today[b] - days[b][j]` per kept session, right-aligned like `hist_tensor`; a row
+        is all NO_DATE when its reference date or any kept session's date is unknown (the model then falls
+        back to its session-count features)."""
+        s = self.schema.max_sessions
+        ago = np.full((len(today), s), NO_DATE, dtype=np.float32)
+        for b, (sessions, ref) in enumerate(zip(days, today, strict=True)):
+            kept = list(sessions)[max(len(sessions) - s, 0) :]
+            if ref is None or not kept or any(d is None for d in kept):
+                continue
+            row = [float(ref - d) for d in kept if d is not None]
+            if min(row) < 0:
+                raise ValueError(f"a session dated after its reference date ({min(row):.0f} days)")
+            ago[b, s - len(row) :] = row
+        return torch.from_numpy(ago)
+
     def build_batch(
-        self, histories: Sequence[Sequence[Sequence[int]]], genders: Sequence[int], ages: Sequence[int]
+        self,
+        histories: Sequence[Sequence[Sequence[int]]],
+        genders: Sequence[int],
+        ages: Sequence[int],
+        days: Sequence[Days] | None = None,
+        today: Days | None = None,
     ) -> ModelInputs:
-        """`histories[b]`: sessions oldest first, label ids; `genders`/`ages`: vocab indices."""
+        """`histories[b]`: sessions oldest first, label ids; `genders`/`ages`: vocab indices; `days[b]`: each
+        session's day number and `today[b]` the reference date's (see `ago_tensor`); without them the
+        model sees no dates."""
         recent = [self.recent(history) for history in histories]
+        no_dates: list[int | None] = [None] * len(histories)
         return ModelInputs(
             hist=self.hist_tensor(recent),
+            ago=self.ago_tensor(days if days is not None else [[] for _ in histories], today or no_dates),
             gender=torch.as_tensor(list(genders), dtype=torch.int64),
             age=torch.as_tensor(list(ages), dtype=torch.int64),
             doc_vec=torch.from_numpy(self.encoder.infer(recent)),
+        )
+
+    def build_examples(self, examples: Examples) -> ModelInputs:
+        """The inputs of next-session examples, each dated at its target session."""
+        return self.build_batch(
+            examples.histories, examples.genders, examples.ages, examples.days, examples.target_days
         )

@@ -10,7 +10,8 @@ The simulated behaviour is meant to be learnable but not trivial, so that a mode
   so what a history says about the next basket depends on the client's age: a non-linear interaction;
 - a session's basket has a random size; each slot is drawn, without replacement, from three weighted sources:
   re-purchase (the label's own rate times a timing boost that peaks when the label is due: each label has its
-  own cycle of one to five sessions), co-purchase (labels form groups of four across CLAC1s: buying A makes
+  own purchase cycle in days, one to ten weeks, and the boost peaks when that many days have passed since
+  the client last bought it), co-purchase (labels form groups of four across CLAC1s: buying A makes
   the other three likely next session) and the taste (so demographics predict new-to-client labels);
 - tastes drift: each session a client may swap a favourite CLAC1, and its latent vector moves a little.
 Global popularity is flattened on purpose, so G-Pop stays a weak recommender.
@@ -108,7 +109,8 @@ GROUP_SIZE = 4  # labels per co-purchase group
 # preset, after the seed's rules, about 37% of labels are re-purchases and the top 10 labels hold ~12%.
 REPEAT_WEIGHT = 0.6
 CO_PURCHASE_WEIGHT = 0.05
-CYCLE_WIDTH = 0.8  # sessions: how sharply a label's re-purchase peaks when it is due
+CYCLE_DAYS = 7.0  # a label's cycle is a whole number of weeks
+CYCLE_WIDTH = 0.35  # how sharply re-purchase peaks when due, relative to the cycle (0.35: +-35% of it)
 RECENCY_FLOOR = 0.05  # what is left of the timing boost away from the peak
 DEMO_QUIRK = 0.7  # log-weight std of a label's own preference per (gender, age)
 TASTE_RANK = 8  # rank of the personal taste: client latent x label latent
@@ -178,7 +180,7 @@ class World:
     demo_logit: np.ndarray  # [2 genders * 8 ages, labels]: log preference of each demographic group
     clac1_logit: np.ndarray  # [2 genders * 8 ages, CLAC1s]: the same, summed over each CLAC1's labels
     repeat_rate: np.ndarray  # per label
-    cycle: np.ndarray  # per label: sessions after a purchase when re-purchase peaks
+    cycle: np.ndarray  # per label: days after a purchase when re-purchase peaks
     label_factors: np.ndarray  # [3 age anchors, labels, TASTE_RANK]: the label side of the personal taste
     age_weights: np.ndarray  # [8 ages, 3 anchors]: how each decade interpolates the anchors
     demo_factors: np.ndarray  # [2 genders * 8 ages, TASTE_RANK]: mean client latent of each group
@@ -234,8 +236,8 @@ def build_world(rng: np.random.Generator, *, products_per_label: int) -> World:
     for shift in range(1, GROUP_SIZE):
         partners[shift - 1, groups] = np.roll(groups, -shift, axis=1)
     popularity = np.exp(base) / np.exp(base).sum()
-    # Labels bought often come back soon: cycle 1 for the most frequent, up to 5 for the rarest.
-    cycle = np.clip(np.round(1.0 / (4.0 * repeat_rate) + rng.normal(0, 0.7, n_labels)), 1, 5)
+    # Labels bought often come back soon: a week for the most frequent, up to ten weeks for the rarest.
+    cycle = CYCLE_DAYS * np.clip(np.round(1.0 / (4.0 * repeat_rate) + rng.normal(0, 0.7, n_labels)), 1, 10)
     label_factors = rng.normal(0, 1 / np.sqrt(TASTE_RANK), (len(AGE_ANCHORS), n_labels, TASTE_RANK))
     demo_factors = _demographic_factors(rng)
     counts = rng.integers(max(1, products_per_label // 2), products_per_label * 3 // 2 + 1, n_labels)
@@ -315,8 +317,9 @@ def _simulate_chunk(
     group = np.where(female, 0, len(AGES)) + age
     p = spec.sessions_shape / (spec.sessions_shape + spec.sessions_mean - 1)
     n_sessions = 1 + rng.negative_binomial(spec.sessions_shape, p, n)
-    baskets = _simulate_baskets(rng, world, spec, group=group, n_sessions=n_sessions)
-    sessions = _session_table(rng, ids, n_sessions)
+    days = _session_days(rng, n_sessions)
+    baskets = _simulate_baskets(rng, world, spec, group=group, n_sessions=n_sessions, days=days)
+    sessions = _session_table(rng, ids, n_sessions, days)
     products = _product_table(rng, world, sessions, baskets, n_sessions=n_sessions)
     member = rng.random(n) < spec.custom_share
     custom = pl.DataFrame(
@@ -330,10 +333,19 @@ def _simulate_chunk(
 
 
 def _simulate_baskets(
-    rng: np.random.Generator, world: World, spec: Preset, *, group: np.ndarray, n_sessions: np.ndarray
+    rng: np.random.Generator,
+    world: World,
+    spec: Preset,
+    *,
+    group: np.ndarray,
+    n_sessions: np.ndarray,
+    days: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(client index, session index, label) of every label bought, session by session."""
+    """(client index, session index, label) of every label bought, session by session; `days` holds each
+    session's day (clients in order, each client's sessions in order)."""
+    first = np.concatenate([[0], np.cumsum(n_sessions)[:-1]]).astype(np.int64)
     order = np.argsort(-n_sessions, kind="stable")  # active clients at step t are a prefix
+    first = first[order]
     group, counts = group[order], n_sessions[order]
     n, n_labels = len(order), len(world.repeat_rate)
     latent = _client_latent(rng, world, group)
@@ -354,13 +366,14 @@ def _simulate_baskets(
             + TASTE_SCALE * _personal_taste(world, latent[:active], group[:active])
             + FAVOURITE_BOOST * _favourite_mask(favourites[:active])[:, world.label_clac1]
         ).astype(np.float32)
-        weights = _choice_weights(world, logits, last=last[:active], prev=prev[:active], t=t)
+        now = days[first[:active] + t]
+        weights = _choice_weights(world, logits, last=last[:active], prev=prev[:active], now=now)
         size = np.minimum(spec.min_basket + rng.poisson(basket_rate[:active]), MAX_BASKET)
         picks = _gumbel_top(rng, np.log(weights), int(size.max(initial=0)))
         rows, slots = np.nonzero(np.arange(picks.shape[1]) < size[:, None])
         basket = np.zeros((active, n_labels), dtype=bool)
         basket[rows, picks[rows, slots]] = True
-        last[:active][basket] = t
+        last[:active][basket] = np.broadcast_to(now[:, None], basket.shape)[basket]
         prev[:active] = basket
         drifting = np.nonzero(rng.random(active) < spec.drift)[0]
         slot = rng.integers(0, favourites.shape[1], len(drifting))
@@ -388,11 +401,12 @@ def _personal_taste(world: World, latent: np.ndarray, group: np.ndarray) -> np.n
 
 
 def _choice_weights(
-    world: World, logits: np.ndarray, *, last: np.ndarray, prev: np.ndarray, t: int
+    world: World, logits: np.ndarray, *, last: np.ndarray, prev: np.ndarray, now: np.ndarray
 ) -> np.ndarray:
-    """How likely each label fills a basket slot: re-purchase + co-purchase + taste (unnormalised)."""
-    since = (t - last).astype(np.float32)
-    due = np.exp(-(((since - world.cycle[None, :]) / CYCLE_WIDTH) ** 2))
+    """How likely each label fills a basket slot on day `now` (per client): re-purchase + co-purchase +
+    taste (unnormalised); `last`: the day each label was last bought (-1: never)."""
+    since = (now[:, None] - last).astype(np.float32)
+    due = np.exp(-(((since / world.cycle[None, :] - 1.0) / CYCLE_WIDTH) ** 2))
     timing = np.where(last >= 0, RECENCY_FLOOR + due, 0.0)
     pulls = np.zeros(prev.shape, dtype=np.float32)
     for partner in world.partners:
@@ -433,12 +447,20 @@ def _thousands(column: str) -> pl.Expr:
     return pl.when(col >= 1000).then(grouped).otherwise(col.cast(pl.String))
 
 
-def _session_table(rng: np.random.Generator, ids: np.ndarray, n_sessions: np.ndarray) -> pl.DataFrame:
-    """One row per session, in each client's order: SESS_SEQ and SESS_DT grow, SESS_ID is per client."""
+def _session_days(rng: np.random.Generator, n_sessions: np.ndarray) -> np.ndarray:
+    """Each session's day (0 = DAY0), clients in order, sorted within each client."""
+    client = np.repeat(np.arange(len(n_sessions)), n_sessions)
+    days = rng.integers(0, N_DAYS, int(n_sessions.sum()))
+    return days[np.lexsort((days, client))]
+
+
+def _session_table(
+    rng: np.random.Generator, ids: np.ndarray, n_sessions: np.ndarray, days: np.ndarray
+) -> pl.DataFrame:
+    """One row per session, in each client's order: SESS_SEQ and SESS_DT (`days`) grow, SESS_ID is per
+    client."""
     total = int(n_sessions.sum())
     client = np.repeat(np.arange(len(ids)), n_sessions)
-    days = rng.integers(0, N_DAYS, total)
-    days = days[np.lexsort((days, client))]  # sorted within each client (client is already sorted)
     zone = rng.integers(0, len(ZONES), len(ids))[client]
     frame = pl.DataFrame(
         {

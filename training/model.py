@@ -1,9 +1,13 @@
 """WideAndDeep: one logit per CLAC3 label for a client's next session (Cheng et al., 2016), from parts.
 
-    HistoryStats  raw ids -> named per-label and per-client features (the seed's wide features + repeats)
+    HistoryStats  raw ids and session dates -> named per-label and per-client features (the seed's wide
+                  features, repeats, and calendar features: days since the last purchase, the purchase
+                  cycle, due-ness)
     BaselineStart optional: a baseline's ranking computed in the graph (training/start.py)
     Wide          a linear model over those features: memorisation, and the part an explanation itemises
-    Deep          an MLP over demographics, Doc2Vec and the history's label embeddings: generalisation
+    Deep          an MLP that scores every (client, label) candidate from that pair's repeat, calendar and
+                  start features, the label's embedding and the client's context (demographics, Doc2Vec,
+                  the history's label embeddings): generalisation, as Cheng et al. score each impression
 
 Every feature is computed here from what `FeatureBuilder` produces, so the exported TorchScript graph
 takes raw ids and serving cannot drift from training.
@@ -24,6 +28,17 @@ from training.start import presence as label_presence
 # 0.8 at the whole kept history. The first one also feeds the co-purchase map.
 DECAYS = (0.5, 0.8)
 REPEAT_FEATURES = ("log1p_count", "share", "recency", "in_newest", *(f"decayed_{d}" for d in DECAYS))
+# Per-label calendar features (all 0 in a row without dates): log1p(days since the last purchase), the
+# log of due-ness (those days over the expected gap: the client's own mean gap between purchases of the
+# label, shrunk towards the label's population gap `PRIOR_PURCHASES` purchases strong), how close to due
+# (exp(-log(due)^2 / 2)), log1p(expected gap), and day-decayed purchase counts (sum of e^(-days / tau)).
+DAY_TAUS = (14.0, 60.0)
+CALENDAR_FEATURES = ("log1p_days_since", "log_due", "due_bump", "log1p_expected_gap",
+                     *(f"day_decayed_{t:.0f}" for t in DAY_TAUS))  # fmt: skip
+PRIOR_PURCHASES = 1.0
+DUE_CLIP = 3.0  # |log due| beyond e^3 = 20x early or late says nothing more
+MAX_DAYS = 365.0  # older purchases count as a year ago: a request far past the data sees what it learnt
+NEVER = 1.0e4  # "days since" of a label never bought (masked out of every feature)
 
 
 class HistoryFeatures(NamedTuple):
@@ -32,6 +47,7 @@ class HistoryFeatures(NamedTuple):
     presence: torch.Tensor  # [B, S, N] 1 where session s holds label n
     counts: torch.Tensor  # [B, N] sessions holding n
     repeat: torch.Tensor  # [B, N, len(REPEAT_FEATURES)]
+    calendar: torch.Tensor  # [B, N, len(CALENDAR_FEATURES)] (0 where the row has no dates)
     recent: torch.Tensor  # [B, N] the 0.5-decayed count: what the co-purchase map reads
     clac1: torch.Tensor  # [B, C] multi-hot of the history's CLAC1
     demo_cross: torch.Tensor  # [B, C] id of each CLAC1 x gender x age cross (active where clac1 is 1)
@@ -47,6 +63,7 @@ class WideTerms(NamedTuple):
     demo_cross: torch.Tensor  # CLAC1 x gender x age
     pair_cross: torch.Tensor  # CLAC1 pair x age
     repeat: torch.Tensor
+    calendar: torch.Tensor  # days since, due-ness, day-decayed counts
     copurchase: torch.Tensor
     start_own: torch.Tensor
     start_neighbours: torch.Tensor
@@ -59,18 +76,60 @@ class HistoryStats(nn.Module):
     max_sessions: Final[int]
     label_clac1: torch.Tensor  # [N, C] one-hot CLAC1 of each label
     pair_mask: torch.Tensor  # [C, C] strict upper triangle
+    never: Final[float]
+    prior_purchases: Final[float]
+    due_clip: Final[float]
+    max_days: Final[float]
     decay: torch.Tensor  # [S, len(DECAYS)] d ** sessions ago
+    label_gap: torch.Tensor  # [N] the label's population gap between purchases, in days
+    day_taus: torch.Tensor  # [len(DAY_TAUS)]
 
-    def __init__(self, schema: FeatureSchema, label_clac1: Sequence[int]) -> None:
+    def __init__(
+        self, schema: FeatureSchema, label_clac1: Sequence[int], label_gap: Sequence[float] | None = None
+    ) -> None:
         super().__init__()
         c, s = schema.n_clac1, schema.max_sessions
         self.n_ages, self.max_sessions = schema.n_ages, s
+        self.never, self.prior_purchases, self.due_clip = NEVER, PRIOR_PURCHASES, DUE_CLIP
+        self.max_days = MAX_DAYS
+        gaps = torch.full((schema.n_labels,), 30.0) if label_gap is None else torch.tensor(list(label_gap))
+        self.register_buffer("label_gap", gaps.float().clamp(min=1.0))
+        self.register_buffer("day_taus", torch.tensor(DAY_TAUS))
         self.register_buffer("label_clac1", nn.functional.one_hot(torch.tensor(list(label_clac1)), c).float())
         self.register_buffer("pair_mask", torch.ones(c, c).triu(diagonal=1))
         ago = torch.arange(s - 1, -1, -1, dtype=torch.float32)
         self.register_buffer("decay", torch.tensor(DECAYS).view(1, -1) ** ago.view(-1, 1))
 
-    def forward(self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor) -> HistoryFeatures:
+    def calendar(self, presence: torch.Tensor, count: torch.Tensor, ago: torch.Tensor) -> torch.Tensor:
+        """`CALENDAR_FEATURES` [B, N, K] from the days `ago` [B, S] of each session (see the constants)."""
+        dated = ago[:, -1] >= 0  # FeatureBuilder dates all of a row's sessions, or none
+        bought = (presence > 0) & dated.view(-1, 1, 1)
+        days = ago.clamp(min=0.0, max=self.max_days).unsqueeze(2)
+        last = torch.where(bought, days, torch.full_like(presence, self.never)).amin(1)
+        first = torch.where(bought, days, torch.zeros_like(presence)).amax(1)
+        repeats = (count - 1).clamp(min=0)
+        own_gap = (first - last) / repeats.clamp(min=1.0)
+        expected = (repeats * own_gap + self.prior_purchases * self.label_gap) / (
+            repeats + self.prior_purchases
+        )
+        expected = expected.clamp(min=1.0)
+        log_due = torch.log((last + 1.0) / expected).clamp(-self.due_clip, self.due_clip)
+        decayed = torch.einsum("bsn,bsk->bnk", bought.float(), torch.exp(-days / self.day_taus))
+        features = torch.cat(
+            [
+                torch.stack(
+                    [torch.log1p(last), log_due, torch.exp(-0.5 * log_due * log_due), torch.log1p(expected)],
+                    dim=-1,
+                ),
+                decayed,
+            ],
+            dim=-1,
+        )
+        return features * (last < self.never).float().unsqueeze(2)
+
+    def forward(
+        self, hist: torch.Tensor, ago: torch.Tensor, gender: torch.Tensor, age: torch.Tensor
+    ) -> HistoryFeatures:
         """repeat per label: log1p(count), count over the non-empty sessions, 1/(1 + sessions since its
         newest session) (0 if never), in the newest session (0/1), then per d in DECAYS the sum over
         sessions holding it of d^(sessions ago)."""
@@ -93,6 +152,7 @@ class HistoryStats(nn.Module):
             presence=presence,
             counts=count,
             repeat=torch.cat([basic, decayed], dim=-1),
+            calendar=self.calendar(presence, count, ago),
             recent=decayed[:, :, 0],
             clac1=clac1,
             demo_cross=demo_cross,
@@ -121,6 +181,8 @@ class Wide(nn.Module):
         self.pair_out = nn.Parameter(torch.zeros(rank, n))
         self.repeat_shared = nn.Parameter(torch.zeros(len(REPEAT_FEATURES)))
         self.repeat_label = nn.Parameter(torch.zeros(n, len(REPEAT_FEATURES)))
+        self.calendar_shared = nn.Parameter(torch.zeros(len(CALENDAR_FEATURES)))
+        self.calendar_label = nn.Parameter(torch.zeros(n, len(CALENDAR_FEATURES)))
         self.co_in = nn.Parameter(torch.randn(n, config.copurchase_rank) * 0.01)
         self.co_out = nn.Parameter(torch.zeros(config.copurchase_rank, n))
         self.start = start
@@ -143,6 +205,7 @@ class Wide(nn.Module):
             demo_cross=demo @ self.demo_cross_out,
             pair_cross=pair_z @ self.pair_out,
             repeat=(f.repeat * (self.repeat_shared + self.repeat_label)).sum(-1),
+            calendar=(f.calendar * (self.calendar_shared + self.calendar_label)).sum(-1),
             copurchase=(f.recent @ self.co_in) @ self.co_out,
             start_own=own,
             start_neighbours=near,
@@ -150,56 +213,78 @@ class Wide(nn.Module):
 
 
 class Deep(nn.Module):
-    """MLP (He init, ReLU, dropout) over the gender and age embeddings, the Doc2Vec vector and the mean
-    label embedding of the history -> a logit per label, plus a per-client gate on the repeat features and
-    the start's features (the deep part decides which repeats are due for this client)."""
+    """Two towers, as Cheng et al.'s deep part scores each (user, app) impression:
 
-    use_label_emb: Final[bool]
+    - the client tower: an MLP input layer over the gender and age embeddings, the Doc2Vec vector and the
+      history's mean label embedding, with one output per label (the seed's network, for every label);
+    - the candidate scorer: for the `candidates` labels the model ranks highest so far (the wide part plus
+      the client tower, and the history's labels), an MLP (He init, ReLU, dropout) over that (client,
+      label) pair's repeat, calendar and start features and the label's embedding, added to the client
+      tower's hidden state. The label embedding is shared by the candidate and the client's taste, so
+      labels bought together sit together: what ranks a label the client never bought.
+
+    The deep logit of a label is its client-tower output plus, for a candidate, the scorer's output."""
+
     has_start: Final[bool]
+    candidates: Final[int]
 
     def __init__(self, schema: FeatureSchema, config: ModelConfig, *, has_start: bool) -> None:
         super().__init__()
-        n = schema.n_labels
-        self.use_label_emb, self.has_start = config.label_emb_dim > 0, has_start
+        self.has_start, self.candidates = has_start, min(config.deep_candidates, schema.n_labels)
+        width, emb = config.hidden[0], config.label_emb_dim
+        n_pair = len(REPEAT_FEATURES) + len(CALENDAR_FEATURES) + 2
         self.gender_emb = nn.Embedding(schema.n_genders, config.demo_dim)
         self.age_emb = nn.Embedding(schema.n_ages, config.demo_dim)
-        self.label_emb = nn.Parameter(torch.randn(n, max(config.label_emb_dim, 1)) * 0.1)
-        width = 2 * config.demo_dim + schema.doc_dim + config.label_emb_dim
+        self.label_emb = nn.Parameter(torch.randn(schema.n_labels, emb) * 0.1)
+        self.context = nn.Linear(2 * config.demo_dim + schema.doc_dim + emb, width)
+        self.client_out = nn.Linear(width, schema.n_labels)
+        self.pair = nn.Linear(n_pair + emb, width)
         layers: list[nn.Module] = []
-        for size in config.hidden:
-            linear = nn.Linear(width, size)
-            nn.init.kaiming_normal_(linear.weight, nonlinearity="relu")  # He init, as the seed
-            nn.init.zeros_(linear.bias)
-            layers += [linear, nn.ReLU(), nn.Dropout(config.dropout)]
+        for size in config.hidden[1:]:
+            layers += [nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(width, size)]
             width = size
-        self.mlp = nn.Sequential(*layers)
-        self.out = nn.Linear(width, n)
-        self.repeat_gate = nn.Linear(width, len(REPEAT_FEATURES))
-        self.start_gate = nn.Linear(width, 2)  # own, neighbours
+        self.mlp = nn.Sequential(*layers, nn.ReLU(), nn.Dropout(config.dropout))
+        self.out = nn.Linear(width, 1)
+        for layer in (self.context, self.pair, *[m for m in layers if isinstance(m, nn.Linear)]):
+            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")  # He init, as the seed
+            nn.init.zeros_(layer.bias)
 
     def forward(
-        self, f: HistoryFeatures, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
+        self,
+        f: HistoryFeatures,
+        gender: torch.Tensor,
+        age: torch.Tensor,
+        doc_vec: torch.Tensor,
+        wide: torch.Tensor,
     ) -> torch.Tensor:
-        inputs = [self.gender_emb(gender), self.age_emb(age), doc_vec]
-        if self.use_label_emb:
-            inputs.append(f.counts @ self.label_emb / f.counts.sum(1, keepdim=True).clamp(min=1.0))
-        h = self.mlp(torch.cat(inputs, dim=1))
-        logits = self.out(h) + (f.repeat * self.repeat_gate(h).unsqueeze(1)).sum(-1)
-        if self.has_start:
-            gate = self.start_gate(h)
-            logits = logits + f.start.own * gate[:, :1] + f.start.neighbours * gate[:, 1:]
-        return logits
+        """The deep logits [B, N]; `wide` [B, N] is the wide part's (zeros without one): with the client
+        tower's, what chooses the candidates."""
+        taste = f.counts @ self.label_emb / f.counts.sum(1, keepdim=True).clamp(min=1.0)
+        context = self.context(torch.cat([self.gender_emb(gender), self.age_emb(age), doc_vec, taste], dim=1))
+        client = self.client_out(torch.relu(context))
+        chosen = (wide + client).detach() + torch.log1p(f.counts)
+        idx = chosen.topk(self.candidates, dim=1).indices  # [B, K]
+        start = (
+            torch.stack([f.start.own, f.start.neighbours], dim=-1)
+            if self.has_start
+            else torch.zeros_like(f.repeat[:, :, :2])
+        )
+        per_label = torch.cat([f.repeat, f.calendar, start], dim=-1)
+        pair = per_label.gather(1, idx.unsqueeze(2).expand(-1, -1, per_label.shape[2]))
+        hidden = self.pair(torch.cat([pair, self.label_emb[idx]], dim=-1)) + context.unsqueeze(1)
+        scored = self.out(self.mlp(hidden)).squeeze(-1)
+        return client.scatter_add(1, idx, scored)
 
     def zero_output(self) -> None:
-        """Make the deep part's logits exactly 0 (what a start needs); the MLP keeps its random init."""
+        """Make the deep part's logits exactly 0 (what a start needs); the MLPs keep their random init."""
         with torch.no_grad():
-            for layer in (self.out, self.repeat_gate, self.start_gate):
+            for layer in (self.out, self.client_out):
                 layer.weight.zero_()
                 layer.bias.zero_()
 
 
 class WideAndDeep(nn.Module):
-    """logits [B, N] = wide + deep, from (hist, gender, age, doc_vec); `mode` drops a part."""
+    """logits [B, N] = wide + deep, from (hist, ago, gender, age, doc_vec); `mode` drops a part."""
 
     use_wide: Final[bool]
     use_deep: Final[bool]
@@ -210,30 +295,37 @@ class WideAndDeep(nn.Module):
         label_clac1: Sequence[int],
         config: ModelConfig,
         start: BaselineStart | None = None,
+        label_gap: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.use_wide, self.use_deep = (
             config.mode in ("wide_deep", "wide"),
             config.mode in ("wide_deep", "deep"),
         )
-        self.stats = HistoryStats(schema, label_clac1)
+        self.stats = HistoryStats(schema, label_clac1, label_gap)
         self.wide = Wide(schema, config, start)
         self.deep = Deep(schema, config, has_start=start is not None)
 
     @torch.jit.export
     def features(
-        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, exclude: torch.Tensor | None = None
+        self,
+        hist: torch.Tensor,
+        ago: torch.Tensor,
+        gender: torch.Tensor,
+        age: torch.Tensor,
+        exclude: torch.Tensor | None = None,
     ) -> HistoryFeatures:
         """`HistoryFeatures` of a batch; `exclude` [B] is each example's own neighbour-pool row (training
         passes it so no client is its own neighbour; serving never does)."""
-        f = self.stats(hist, gender, age)
+        f = self.stats(hist, ago, gender, age)
         start = self.wide.start
         if start is None:
             return f
         own_and_neighbours = start(f.presence, exclude)  # TorchScript has no NamedTuple._replace
         return HistoryFeatures(
-            f.presence, f.counts, f.repeat, f.recent, f.clac1, f.demo_cross, f.pair, own_and_neighbours
-        )
+            f.presence, f.counts, f.repeat, f.calendar, f.recent, f.clac1, f.demo_cross, f.pair,
+            own_and_neighbours,
+        )  # fmt: skip
 
     @torch.jit.export
     def contributions(
@@ -245,9 +337,12 @@ class WideAndDeep(nn.Module):
         wide = (
             self.wide(f, age)
             if self.use_wide
-            else WideTerms(zeros, zeros, zeros, zeros, zeros, zeros, zeros, zeros)
+            else WideTerms(zeros, zeros, zeros, zeros, zeros, zeros, zeros, zeros, zeros)
         )
-        deep = self.deep(f, gender, age, doc_vec) if self.use_deep else zeros
+        wide_logits = zeros
+        for term in wide:
+            wide_logits = wide_logits + term
+        deep = self.deep(f, gender, age, doc_vec, wide_logits) if self.use_deep else zeros
         return wide, deep
 
     @torch.jit.export
@@ -262,22 +357,33 @@ class WideAndDeep(nn.Module):
 
     @torch.jit.export
     def explain(
-        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
+        self,
+        hist: torch.Tensor,
+        ago: torch.Tensor,
+        gender: torch.Tensor,
+        age: torch.Tensor,
+        doc_vec: torch.Tensor,
     ) -> tuple[WideTerms, torch.Tensor]:
         """`contributions` of the raw inputs (the serving path: no excluded neighbour row), in `forward`'s
         argument order, so `model.explain(*inputs)` itemises exactly what `model(*inputs)` sums."""
-        return self.contributions(self.features(hist, gender, age, None), gender, age, doc_vec)
+        return self.contributions(self.features(hist, ago, gender, age, None), gender, age, doc_vec)
 
     def forward(
-        self, hist: torch.Tensor, gender: torch.Tensor, age: torch.Tensor, doc_vec: torch.Tensor
+        self,
+        hist: torch.Tensor,
+        ago: torch.Tensor,
+        gender: torch.Tensor,
+        age: torch.Tensor,
+        doc_vec: torch.Tensor,
     ) -> torch.Tensor:
-        return self.logits(self.features(hist, gender, age, None), gender, age, doc_vec)
+        return self.logits(self.features(hist, ago, gender, age, None), gender, age, doc_vec)
 
     @torch.jit.export
     def copurchase_sources(
         self,
         labels: torch.Tensor,
         hist: torch.Tensor,
+        ago: torch.Tensor,
         gender: torch.Tensor,
         age: torch.Tensor,
         doc_vec: torch.Tensor,
@@ -285,7 +391,7 @@ class WideAndDeep(nn.Module):
         """[B, K, N]: what each history label h adds to the co-purchase term of label labels[b, k] [B, K],
         recent[b, h] x (co_in[h] . co_out[:, labels[b, k]]); summed over h, `explain`'s `copurchase` at
         those labels. Takes `forward`'s inputs after `labels`: `model.copurchase_sources(labels, *inputs)`."""
-        recent = self.stats(hist, gender, age).recent
+        recent = self.stats(hist, ago, gender, age).recent
         if not self.use_wide:
             return torch.zeros(labels.shape[0], labels.shape[1], recent.shape[1], device=recent.device)
         weight = torch.einsum("hr,rbk->bkh", self.wide.co_in, self.wide.co_out[:, labels])

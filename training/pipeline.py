@@ -26,6 +26,7 @@ import torch
 from training.artifacts import write_artifacts
 from training.baselines import Baseline, Pool, fit_baselines
 from training.config import MODE_NAMES, TrainConfig, load_config
+from training.cycles import label_gaps
 from training.dataset import ProcessedData, Vocabulary
 from training.doc2vec import Doc2VecEncoder, train_doc2vec
 from training.evaluate import MetricTable, evaluate_scores, model_card, model_scores, write_report
@@ -94,7 +95,8 @@ def data_fingerprint(data_dir: Path) -> str:
 
 
 def client_records(data: ProcessedData) -> list[ClientRecord]:
-    return [ClientRecord(c, g, a, sessions) for c, g, a, sessions, _ in data.client_histories()]
+    days = data.client_days()
+    return [ClientRecord(c, g, a, sessions, days[c]) for c, g, a, sessions, _ in data.client_histories()]
 
 
 def clients_frame(records: Sequence[ClientRecord]) -> pl.DataFrame:
@@ -105,7 +107,9 @@ def clients_frame(records: Sequence[ClientRecord]) -> pl.DataFrame:
             "gender": [r.gender for r in records],
             "age": [r.age for r in records],
             "sessions": [r.sessions for r in records],
-        }
+            "days": [r.session_days for r in records],
+        },
+        schema_overrides={"days": pl.List(pl.Int32)},
     )
 
 
@@ -126,7 +130,7 @@ def encode_splits(
     for split in SPLITS:
         newest = config.data.train_targets_per_client if split == "train" else None
         ex = split_examples(records, split, newest=newest)
-        inputs = builder.build_batch(ex.histories, ex.genders, ex.ages)
+        inputs = builder.build_examples(ex)
         encoded[split] = EncodedSplit(
             ex, inputs._replace(hist=inputs.hist.int()), pool.neighbour_row_of(ex.clnt_ids)
         )
@@ -161,6 +165,7 @@ def train_all(
     *,
     start_from: Baseline | None,
     pool_hist: torch.Tensor,
+    label_gap: np.ndarray,
 ) -> dict[str, TrainResult]:
     """The configured model, then (if config.ablations) the other two modes; each mode's config is
     `config.with_mode` (a deep-only model has no wide part to start)."""
@@ -178,6 +183,7 @@ def train_all(
                 targets=splits["train"].examples.targets,
                 start_from=start_from if mode_config.start.baseline != "none" else None,
                 pool_hist=pool_hist,
+                label_gap=label_gap.tolist(),
             )
             results[MODE_NAMES[mode]] = train_model(
                 model, mode_config, train=splits["train"], valid=splits["valid"]
@@ -294,7 +300,8 @@ def run_training(
     truths = [set(t) for t in splits["valid"].examples.targets]
     valid_ndcg = {name: mean_ndcg(s, truths) for name, s in baseline_scores["valid"].items()}
     start_from = choose_start(config, baselines, valid_ndcg)
-    results = train_all(schema, data.vocab, config, splits, steps, start_from=start_from, pool_hist=pool_hist)
+    results = train_all(schema, data.vocab, config, splits, steps, start_from=start_from, pool_hist=pool_hist,
+                        label_gap=label_gaps(records, n_labels))  # fmt: skip
     with steps.step("evaluate"):
         metrics = evaluate_all(results, baseline_scores, splits, n_labels)
     main = results[config.method_name]

@@ -17,13 +17,13 @@ from tqdm import tqdm
 from training.baselines import Baseline
 from training.config import TrainConfig
 from training.dataset import Vocabulary
-from training.evaluate import model_scores
 from training.features import Examples, FeatureSchema, ModelInputs
 from training.metrics import mean_ndcg
-from training.model import WideAndDeep
+from training.model import HistoryFeatures, WideAndDeep
 from training.start import BaselineStart, presence
 
 log = logging.getLogger(__name__)
+FEATURE_BATCH = 512  # examples per batch when computing features once
 LAMBDA_CANDIDATES = 50  # the lambda loss ranks each row's top 50: the top 10 and what may enter it
 
 
@@ -85,6 +85,14 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor, kind: str) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1).mean()
 
 
+def explore_loss(
+    logits: torch.Tensor, y: torch.Tensor, bought: torch.Tensor, config: TrainConfig
+) -> torch.Tensor:
+    """The loss of the "new to you" ranking: the labels in the history pushed out of reach, the target's
+    other labels as the truth."""
+    return loss_fn(logits.masked_fill(bought, -1.0e4), y * (~bought).float(), config.optim.loss)
+
+
 def build_start(
     baseline: Baseline, schema: FeatureSchema, config: TrainConfig, pool_hist: torch.Tensor
 ) -> BaselineStart:
@@ -107,63 +115,101 @@ def build_model(
     targets: Sequence[Sequence[int]],
     start_from: Baseline | None = None,
     pool_hist: torch.Tensor | None = None,
+    label_gap: Sequence[float] | None = None,
 ) -> WideAndDeep:
     """A fresh model of config.model.mode. Started at a baseline, it ranks exactly as that baseline: the
     bias is the baseline's popularity tie-breaker (training/start.py; G-Pop itself) and every other
     contribution, the deep output included, is 0. Otherwise the bias starts at each label's log-odds
-    among `targets`."""
+    among `targets`. `label_gap`: each label's population purchase cycle in days (training/cycles.py)."""
     seed_everything(config.seed)
     start = None
     if start_from is not None:
         start = build_start(
             start_from, schema, config, pool_hist if pool_hist is not None else torch.empty(0)
         )
-    model = WideAndDeep(schema, vocab.label_clac1, config.model, start)
+    model = WideAndDeep(schema, vocab.label_clac1, config.model, start, label_gap)
     with torch.no_grad():
         if start_from is not None:
             model.wide.bias.copy_(start_from.start().bias(torch.from_numpy(start_from.popularity)))
             model.deep.zero_output()
         else:
             freq = multi_hot(targets, vocab.n_labels).mean(0).clamp(1e-4, 1 - 1e-4)
-            bias = model.wide.bias if model.use_wide else model.deep.out.bias
+            bias = model.wide.bias if model.use_wide else model.deep.client_out.bias
             bias.copy_(torch.log(freq) - torch.log1p(-freq))  # epoch 1 starts from G-Pop
     return model
 
 
 def param_groups(model: WideAndDeep, config: TrainConfig) -> list[dict[str, Any]]:
-    """AdamW's parameter groups: with a start, its weights learn at lr and every other one at
-    lr x rest_lr_scale (Adam moves each weight by about lr per step whatever its fan-in, so a 64-wide
-    output layer would move the logits far more than the start's shared weights)."""
-    start = model.wide.start
+    """AdamW's parameter groups. Adam moves each weight by about lr per step whatever its gradient, so
+    weights of one label each (the wide part's per-label weights, the client tower's output) would drown a
+    start's few shared weights: with a start, those learn at lr x rest_lr_scale, the start's weights at
+    lr, and the deep part's shared weights (embeddings, hidden layers, the candidate scorer) at
+    lr x deep_lr_scale. Without a start, the wide part learns at lr."""
+    optim = config.optim
+    start, deep = model.wide.start, model.deep
+    per_label = {id(p) for p in deep.client_out.parameters()}
+    shared_deep = [p for p in deep.parameters() if id(p) not in per_label]
+    groups = [{"params": shared_deep, "lr": optim.lr * optim.deep_lr_scale}]
     if start is None:
-        return [{"params": list(model.parameters())}]
+        return [{"params": [*model.wide.parameters(), *deep.client_out.parameters()]}, *groups]
     own = {id(p) for p in start.parameters()}
-    rest = [p for p in model.parameters() if id(p) not in own]
+    rest = [p for p in model.wide.parameters() if id(p) not in own] + list(deep.client_out.parameters())
     return [
         {"params": list(start.parameters())},
-        {"params": rest, "lr": config.optim.lr * config.optim.rest_lr_scale},
+        {"params": rest, "lr": optim.lr * optim.rest_lr_scale},
+        *groups,
     ]
+
+
+def precompute_features(model: WideAndDeep, split: EncodedSplit) -> HistoryFeatures:
+    """Every example's `HistoryFeatures`, computed once: they hold no trainable weight, so each epoch would
+    compute the same again. The presence tensor, which only feeds the other features, is not kept."""
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(split.examples), FEATURE_BATCH):
+            b = ModelInputs(*(t[start : start + FEATURE_BATCH] for t in split.inputs))
+            f = model.features(
+                b.hist.long(), b.ago, b.gender, b.age, split.exclude[start : start + FEATURE_BATCH]
+            )
+            parts.append(f._replace(presence=torch.zeros(f.counts.shape[0], 0, 0)))
+    return _concat(parts)
+
+
+def _concat(parts: Sequence[Any]) -> Any:
+    """Field-wise torch.cat of NamedTuples of tensors (nested NamedTuples alike)."""
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(list(parts))
+    return type(first)(*(_concat([p[i] for p in parts]) for i in range(len(first))))
+
+
+def _rows(f: Any, idx: torch.Tensor) -> Any:
+    """The rows `idx` of every tensor of a (nested) NamedTuple."""
+    return f[idx] if isinstance(f, torch.Tensor) else type(f)(*(_rows(t, idx) for t in f))
 
 
 def run_epoch(
     model: WideAndDeep,
     optimizer: torch.optim.Optimizer,
     train: EncodedSplit,
+    features: HistoryFeatures,
     *,
     config: TrainConfig,
     generator: torch.Generator,
 ) -> float:
-    """One pass over the shuffled examples; the mean batch loss."""
+    """One pass over the shuffled examples (`features`: theirs, precomputed); the mean batch loss."""
     model.train()
     targets = train.examples.targets
     order = torch.randperm(len(targets), generator=generator)
     n_labels, total = model.wide.bias.shape[0], 0.0
     for start in range(0, len(targets), config.optim.batch_size):
         idx = order[start : start + config.optim.batch_size]
-        hist, gender, age, doc_vec = (t[idx] for t in train.inputs)
-        features = model.features(hist.long(), gender, age, train.exclude[idx])
+        batch, f = ModelInputs(*(t[idx] for t in train.inputs)), _rows(features, idx)
         y = multi_hot([targets[i] for i in idx.tolist()], n_labels)
-        loss = loss_fn(model.logits(features, gender, age, doc_vec), y, config.optim.loss)
+        logits = model.logits(f, batch.gender, batch.age, batch.doc_vec)
+        loss = loss_fn(logits, y, config.optim.loss)
+        if config.optim.explore_weight > 0:
+            loss = loss + config.optim.explore_weight * explore_loss(logits, y, f.counts > 0, config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -171,9 +217,16 @@ def run_epoch(
     return total / max(len(targets), 1)
 
 
-def valid_ndcg(model: WideAndDeep, valid: EncodedSplit) -> float:
-    truths = [set(t) for t in valid.examples.targets]
-    return mean_ndcg(model_scores(model, valid.inputs, valid.exclude), truths)
+def valid_ndcg(model: WideAndDeep, valid: EncodedSplit, features: HistoryFeatures) -> float:
+    """Validation NDCG@10 from the split's precomputed features."""
+    model.eval()
+    inputs, out = valid.inputs, []
+    with torch.inference_mode():
+        for start in range(0, len(valid.examples), FEATURE_BATCH):
+            rows = torch.arange(start, min(start + FEATURE_BATCH, len(valid.examples)))
+            f = _rows(features, rows)
+            out.append(model.logits(f, inputs.gender[rows], inputs.age[rows], inputs.doc_vec[rows]).numpy())
+    return mean_ndcg(np.concatenate(out), [set(t) for t in valid.examples.targets])
 
 
 def train_model(
@@ -187,14 +240,15 @@ def train_model(
     optimizer = torch.optim.AdamW(param_groups(model, config), lr=optim.lr, weight_decay=optim.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
     result, best_state, started = TrainResult(model), copy.deepcopy(model.state_dict()), time.perf_counter()
+    train_features, valid_features = precompute_features(model, train), precompute_features(model, valid)
     if model.wide.start is not None:
-        result.best_valid_ndcg = valid_ndcg(model, valid)
+        result.best_valid_ndcg = valid_ndcg(model, valid, valid_features)
         result.curve.append({"epoch": 0, "loss": float("nan"), "valid_ndcg@10": result.best_valid_ndcg})
     mode = config.model.mode
     bar = tqdm(range(1, optim.max_epochs + 1), desc=f"train {mode}", unit="epoch", leave=False)
     for epoch in bar:
-        loss = run_epoch(model, optimizer, train, config=config, generator=generator)
-        ndcg = valid_ndcg(model, valid)
+        loss = run_epoch(model, optimizer, train, train_features, config=config, generator=generator)
+        ndcg = valid_ndcg(model, valid, valid_features)
         result.curve.append({"epoch": epoch, "loss": loss, "valid_ndcg@10": ndcg})
         bar.set_postfix(loss=f"{loss:.4f}", valid_ndcg10=f"{ndcg:.4f}", best=f"{result.best_valid_ndcg:.4f}")
         if ndcg > result.best_valid_ndcg:

@@ -34,7 +34,9 @@ HISTORIES = [[[0, 1], [1, 2]], [[1], [3]], [[1, 3]]]  # label 1 in 4 sessions, 3
 
 def examples(histories: list[list[list[int]]], targets: list[list[int]] | None = None) -> Examples:
     n = len(histories)
-    return Examples(list(range(n)), histories, [0] * n, [0] * n, targets or [[0]] * n)
+    return Examples(
+        list(range(n)), histories, [0] * n, [0] * n, targets or [[0]] * n, [[] for _ in histories], [None] * n
+    )
 
 
 def pool(histories: list[list[list[int]]], *, max_neighbours: int = 100) -> Pool:

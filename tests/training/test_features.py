@@ -3,6 +3,7 @@ import torch
 
 from tests.training.synthetic import make_processed, tiny_config, tiny_encoder
 from training.features import (
+    NO_DATE,
     PAD,
     ClientRecord,
     FeatureBuilder,
@@ -27,6 +28,17 @@ def test_build_batch_right_aligns_pads_and_truncates(builder: FeatureBuilder) ->
     assert inputs.hist[1].tolist() == [[PAD, PAD], [PAD, PAD], [9, PAD]]
     assert inputs.gender.tolist() == [1, 2] and inputs.age.tolist() == [3, 0]
     assert inputs.doc_vec.dtype == torch.float32 and inputs.doc_vec.shape == (2, 8)
+    assert inputs.ago.tolist() == [[NO_DATE] * 3] * 2  # no dates given: the model sees none
+
+
+def test_build_batch_dates_become_days_before_the_reference(builder: FeatureBuilder) -> None:
+    histories = [[[1], [4], [5], [7]], [[9]], [[2], [3]]]
+    days = [[100, 110, 120, 125], [90], [None, 50]]
+    inputs = builder.build_batch(histories, [1, 1, 1], [1, 1, 1], days, [130, 95, 60])
+    assert inputs.ago.tolist() == [[20.0, 10.0, 5.0], [NO_DATE, NO_DATE, 5.0], [NO_DATE] * 3]
+    assert builder.build_batch(histories[:1], [1], [1], days[:1], [None]).ago.tolist() == [[NO_DATE] * 3]
+    with pytest.raises(ValueError, match="after its reference date"):
+        builder.build_batch(histories[:1], [1], [1], days[:1], [124])
 
 
 def test_build_batch_doc_vec_is_the_vector_of_the_visible_sessions(builder: FeatureBuilder) -> None:
@@ -64,6 +76,9 @@ def test_split_examples_history_is_every_session_before_the_target() -> None:
     train = split_examples([record], "train")
     assert train.targets == [[1], [2]] and train.histories[1] == [[0], [1]]
     assert history_before_valid(record) == [[0], [1], [2]]
+    assert test.days == [[None] * 4] and test.target_days == [None]
+    dated = split_examples([ClientRecord(7, 1, 2, record.sessions, [10, 12, 15, 20, 21])], "valid")
+    assert dated.days == [[10, 12, 15]] and dated.target_days == [20]
 
 
 def test_split_examples_matches_processed_data_split_column() -> None:

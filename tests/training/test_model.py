@@ -16,7 +16,7 @@ from training.baselines import Baskets
 from training.baselines.knn import tifu_vectors
 from training.config import ModelConfig
 from training.features import PAD, FeatureSchema
-from training.model import DECAYS, REPEAT_FEATURES, WideAndDeep
+from training.model import CALENDAR_FEATURES, DAY_TAUS, DECAYS, REPEAT_FEATURES, WideAndDeep
 from training.start import SCALE, BaselineStart, StartSpec, nearest, neighbour_mean, presence
 
 LABEL_CLAC1 = [0, 0, 1, 1, 2, 2, 2]  # 7 labels under 3 CLAC1
@@ -37,7 +37,9 @@ HIST = torch.tensor(
         [[PAD, PAD, PAD], [PAD, PAD, PAD], [PAD, PAD, PAD], [PAD, PAD, PAD]],  # no history (cold start)
     ]
 )
+AGO = torch.tensor([[-1.0, 30.0, 14.0, 3.0], [-1.0, -1.0, -1.0, -1.0]])  # days before the reference date
 GENDER, AGE = torch.tensor([1, 2]), torch.tensor([3, 0])
+GAPS = [7.0, 30.0, 14.0, 60.0, 10.0, 20.0, 5.0]  # each label's population gap in days
 # A hand-made neighbour pool: four clients' histories.
 POOL_HIST = torch.tensor(
     [
@@ -60,7 +62,7 @@ def make_start(spec: StartSpec = TIFU) -> BaselineStart:
 def make_model(mode: str = "wide_deep", *, start: BaselineStart | None = None) -> WideAndDeep:
     torch.manual_seed(0)
     config = ModelConfig(mode=mode, hidden=(16, 8), label_emb_dim=4, cross_rank=2, copurchase_rank=3)
-    model = WideAndDeep(SCHEMA, LABEL_CLAC1, config, start)
+    model = WideAndDeep(SCHEMA, LABEL_CLAC1, config, start, GAPS)
     with torch.no_grad():  # non-zero weights everywhere, so every term shows in the output
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -89,14 +91,14 @@ def reference_features(hist: list[list[list[int]]], gender: int, age: int) -> di
 
 @pytest.mark.parametrize("mode", ["wide_deep", "wide", "deep"])
 def test_forward_returns_one_logit_per_label(mode: str) -> None:
-    logits = make_model(mode)(HIST, GENDER, AGE, torch.randn(2, 5))
+    logits = make_model(mode)(HIST, AGO, GENDER, AGE, torch.randn(2, 5))
     assert logits.shape == (2, 7)
     assert logits.dtype == torch.float32
     assert torch.isfinite(logits).all()
 
 
 def test_features_equal_plain_python_reference() -> None:
-    features = make_model().features(HIST, GENDER, AGE)
+    features = make_model().features(HIST, AGO, GENDER, AGE)
     assert features.repeat.shape[-1] == len(REPEAT_FEATURES)
     for b in range(2):
         expected = reference_features(HIST[b].tolist(), int(GENDER[b]), int(AGE[b]))
@@ -104,34 +106,66 @@ def test_features_equal_plain_python_reference() -> None:
             assert getattr(features, name)[b].flatten().tolist() == pytest.approx(values, abs=1e-6), name
 
 
+def reference_calendar(hist: list[list[int]], ago: list[float]) -> list[float]:
+    """Plain-Python calendar features of one dated example (see training/model.py's constants)."""
+    out: list[float] = []
+    for label in range(len(LABEL_CLAC1)):
+        days = [a for sess, a in zip(hist, ago, strict=True) if label in sess]
+        if not days:
+            out += [0.0] * len(CALENDAR_FEATURES)
+            continue
+        last, repeats = min(days), len(days) - 1
+        own_gap = (max(days) - last) / max(repeats, 1)
+        expected = max((repeats * own_gap + 1.0 * GAPS[label]) / (repeats + 1.0), 1.0)
+        log_due = min(max(math.log((last + 1) / expected), -3.0), 3.0)
+        decayed = [sum(math.exp(-a / tau) for a in days) for tau in DAY_TAUS]
+        out += [math.log1p(last), log_due, math.exp(-0.5 * log_due**2), math.log1p(expected), *decayed]
+    return out
+
+
+def test_calendar_features_equal_plain_python_and_vanish_without_dates() -> None:
+    model = make_model()
+    features = model.features(HIST, AGO, GENDER, AGE)
+    expected = reference_calendar(HIST[0].tolist(), AGO[0].tolist())
+    assert features.calendar[0].flatten().tolist() == pytest.approx(expected, abs=1e-5)
+    assert features.calendar[1].abs().sum() == 0  # no history
+    undated = model.features(HIST, torch.full_like(AGO, -1.0), GENDER, AGE)
+    assert undated.calendar.abs().sum() == 0
+    assert torch.equal(undated.repeat, features.repeat)  # the session-count features do not need dates
+    later = model.features(HIST, AGO + 20.0, GENDER, AGE).calendar[0]
+    assert not torch.allclose(later, features.calendar[0])  # the same history, 20 days on
+
+
 @pytest.mark.parametrize("start", [None, "tifu"])
 def test_contributions_sum_exactly_to_forward_and_ablations_zero_a_part(start: str | None) -> None:
     doc = torch.randn(2, 5)
     model = make_model(start=make_start() if start else None)
-    wide, deep = model.contributions(model.features(HIST, GENDER, AGE), GENDER, AGE, doc)
+    wide, deep = model.contributions(model.features(HIST, AGO, GENDER, AGE), GENDER, AGE, doc)
     total = deep + sum(wide)
-    assert torch.allclose(total, model(HIST, GENDER, AGE, doc), atol=1e-6)
-    explained = model.explain(HIST, GENDER, AGE, doc)
+    assert torch.allclose(total, model(HIST, AGO, GENDER, AGE, doc), atol=1e-6)
+    explained = model.explain(HIST, AGO, GENDER, AGE, doc)
     assert all(torch.equal(a, b) for a, b in zip(explained[0], wide, strict=True))
     assert torch.equal(explained[1], deep)
-    assert all(not torch.all(term == 0) for term in wide[:6]) and not torch.all(deep == 0)
+    assert all(not torch.all(term == 0) for term in wide[:7]) and not torch.all(deep == 0)
     assert (not torch.all(wide.start_own == 0)) == (start is not None)
     wide_only = make_model("wide")
-    assert torch.all(wide_only.contributions(wide_only.features(HIST, GENDER, AGE), GENDER, AGE, doc)[1] == 0)
+    assert torch.all(
+        wide_only.contributions(wide_only.features(HIST, AGO, GENDER, AGE), GENDER, AGE, doc)[1] == 0
+    )
     deep_only = make_model("deep")
     assert all(
         torch.all(t == 0)
-        for t in deep_only.contributions(deep_only.features(HIST, GENDER, AGE), GENDER, AGE, doc)[0]
+        for t in deep_only.contributions(deep_only.features(HIST, AGO, GENDER, AGE), GENDER, AGE, doc)[0]
     )
 
 
 def test_repeat_weight_raises_a_rebought_label() -> None:
     model = make_model("wide")
     doc = torch.zeros(2, 5)
-    before = model(HIST, GENDER, AGE, doc)[0, 0] - model(HIST, GENDER, AGE, doc)[1, 0]
+    before = model(HIST, AGO, GENDER, AGE, doc)[0, 0] - model(HIST, AGO, GENDER, AGE, doc)[1, 0]
     with torch.no_grad():
         model.wide.repeat_shared[0] += 1.0  # log1p(count) weight: label 0 was bought in 2 sessions
-    after = model(HIST, GENDER, AGE, doc)[0, 0] - model(HIST, GENDER, AGE, doc)[1, 0]
+    after = model(HIST, AGO, GENDER, AGE, doc)[0, 0] - model(HIST, AGO, GENDER, AGE, doc)[1, 0]
     assert float((after - before).detach()) == pytest.approx(math.log1p(2), abs=1e-5)
 
 
@@ -139,7 +173,8 @@ def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path)
     model, doc = make_model(start=make_start()), torch.randn(2, 5)
     script_model(model).save(str(tmp_path / "model.pt"))
     torch.save(
-        {"inputs": (HIST, GENDER, AGE, doc), "expected": model(HIST, GENDER, AGE, doc)}, tmp_path / "case.pt"
+        {"inputs": (HIST, AGO, GENDER, AGE, doc), "expected": model(HIST, AGO, GENDER, AGE, doc)},
+        tmp_path / "case.pt",
     )
     # -I -S: no user site, no PYTHONPATH, no .pth files (so not the editable install of this project).
     code = textwrap.dedent(f"""
@@ -152,7 +187,6 @@ def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path)
         model = torch.jit.load("model.pt")
         case = torch.load("case.pt")
         logits = model(*case["inputs"])
-        hist, gender, age, doc = case["inputs"]
         wide, deep = model.explain(*case["inputs"])
         assert torch.allclose(logits, case["expected"], atol=1e-6), (logits, case["expected"])
         assert torch.allclose(sum(wide) + deep, logits, atol=1e-5)

@@ -38,8 +38,7 @@ def setting() -> dict[str, object]:
     splits = {}
     for split in ("train", "valid"):
         ex = split_examples(records, split)
-        splits[split] = EncodedSplit(ex, builder.build_batch(ex.histories, ex.genders, ex.ages),
-                                     pool.neighbour_row_of(ex.clnt_ids))  # fmt: skip
+        splits[split] = EncodedSplit(ex, builder.build_examples(ex), pool.neighbour_row_of(ex.clnt_ids))
     baselines = fit_baselines(pool, splits["valid"].examples, data.vocab.n_labels)
     pool_hist = builder.hist_tensor([builder.recent(h) for h in pool.neighbour_histories()])
     return {"data": data, "config": config, "schema": schema, "splits": splits, "baselines": baselines,
@@ -76,15 +75,17 @@ def test_param_groups_slow_down_all_but_the_start_weights(setting: dict) -> None
     targets = setting["splits"]["train"].examples.targets
     model = build_model(setting["schema"], setting["data"].vocab, setting["config"], targets=targets,
                         start_from=baseline, pool_hist=setting["pool_hist"])  # fmt: skip
-    groups = param_groups(model, setting["config"])
+    groups, optim = param_groups(model, setting["config"]), setting["config"].optim
     assert groups[0]["params"][0] is model.wide.start.own_shared
-    assert groups[1]["lr"] == pytest.approx(
-        setting["config"].optim.lr * setting["config"].optim.rest_lr_scale
-    )
+    assert groups[1]["lr"] == pytest.approx(optim.lr * optim.rest_lr_scale)
+    assert groups[2]["lr"] == pytest.approx(optim.lr * optim.deep_lr_scale)
+    client_out = {id(p) for p in model.deep.client_out.parameters()}
+    assert client_out <= {id(p) for p in groups[1]["params"]}  # one weight per label: slowed like the wide's
+    assert {id(p) for p in groups[2]["params"]} == {id(p) for p in model.deep.parameters()} - client_out
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     plain = tiny_config(start={"baseline": "none"}, optim={"rest_lr_scale": 1.0})
     unstarted = build_model(setting["schema"], setting["data"].vocab, plain, targets=targets)
-    assert len(param_groups(unstarted, plain)) == 1 and unstarted.wide.start is None
+    assert len(param_groups(unstarted, plain)) == 2 and unstarted.wide.start is None
 
 
 @pytest.mark.slow

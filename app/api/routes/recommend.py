@@ -7,6 +7,7 @@ sees every write acknowledged before it, whichever worker or replica took the wr
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Annotated, Any
@@ -29,6 +30,7 @@ from app.schemas import (
     MAX_QUERY_VALUES,
     PRODUCTS_DOC,
     Category,
+    IsoDate,
     Label,
     Recommendation,
     RecommendResponse,
@@ -48,6 +50,7 @@ def ranking_response(
     candidates: int,
     products: list[list[RankedProduct]] | None = None,
     explanations: list[LabelExplanation] | None = None,
+    as_of: dt.date | None = None,
 ) -> RecommendResponse:
     """The response for ranked labels, each with its products and its explanation when asked for, saying
     so when the filters left fewer than k."""
@@ -64,6 +67,7 @@ def ranking_response(
         ],
         candidates=candidates,
         notice=None if len(items) == k else f"The filters leave {len(items)} of the {k} labels asked for",
+        as_of=as_of,
         model=served.info,
     )
 
@@ -77,16 +81,21 @@ def score_query(recommender: Recommender, request: ScoreRequest) -> RankingQuery
         age=request.age,
         k=request.k,
         filters=request.filters(),
+        dates=request.dates,
+        today=request.date,
     )
 
 
 async def explained(
-    recommender: Recommender, make_query: Callable[[], RankingQuery], items: Sequence[ScoredLabel]
+    recommender: Recommender,
+    make_query: Callable[[], RankingQuery],
+    items: Sequence[ScoredLabel],
+    today: dt.date,
 ) -> list[LabelExplanation]:
-    """The explanations of a query's ranked labels (on a worker thread: a forward pass)."""
+    """The explanations of a query's ranked labels as of `today` (on a worker thread: a forward pass)."""
 
     def run() -> list[LabelExplanation]:
-        return explain_rankings(recommender, [make_query()], [items], today=utc_today())[0]
+        return explain_rankings(recommender, [make_query()], [items], today=today)[0]
 
     return await anyio.to_thread.run_sync(run)
 
@@ -116,6 +125,13 @@ async def recommend(
         bool, Query(description="leave the client's own products out of the product lists")
     ] = False,
     explain: Annotated[bool, Query(description=EXPLAIN_DOC)] = False,
+    date: Annotated[
+        IsoDate | None,
+        Query(
+            description="rank as of this date, YYYY-MM-DD (sessions after it are left out); default: "
+            "today by the service's clock (UTC)"
+        ),
+    ] = None,
 ) -> Response:
     """Score every CLAC3 label for the client's most recent sessions (training data, then recorded) and
     demographics; leave out what the filters exclude; return the top k, each with up to `products` products
@@ -128,15 +144,16 @@ async def recommend(
         exclude_clac1=exclude_clac1 or (),
         exclude=exclude or (),
     )
-    # An explanation's "last bought N days ago" is valid for the day it was computed on.
-    key = (client_id, k, filters, products, exclude_bought_products, utc_today() if explain else None)
+    today = date or utc_today()
+    # An explanation's "last bought N days ago" counts to the reference date, part of the key.
+    key = (client_id, k, filters, products, exclude_bought_products, explain, today)
     body = None
     if served.caching:  # the revision read only decides whether a cached body is current
         body = served.cached_body(key, await anyio.to_thread.run_sync(store.revision, client_id))
     if body is None:
         recommender = served.recommender
         recommender.check_k(k)
-        entry, live = await ranker.scorer.client(recommender, store, client_id, filters)
+        entry, live = await ranker.scorer.client(recommender, store, client_id, filters, today)
         items = recommender.ranked(entry, k)
         lists = (
             recommender.label_products(
@@ -154,11 +171,15 @@ async def recommend(
             products=lists,
             explanations=(
                 await explained(
-                    recommender, partial(recommender.client_query, client_id, filters, live), items
+                    recommender,
+                    partial(recommender.client_query, client_id, filters, live, today),
+                    items,
+                    today,
                 )
                 if explain
                 else None
             ),
+            as_of=today,
         )
         body = response.model_dump_json().encode()
         served.keep_body(key, live.revision if live is not None else 0, body)
@@ -179,6 +200,7 @@ async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
     query = partial(score_query, recommender, request)
     entry = await ranker.scorer.top(recommender, query)
     items = recommender.ranked(entry, request.k)
+    as_of = request.date or (max(request.dates) if request.dates else None)
     lists = (
         recommender.label_products(items, n=request.products, gender=request.gender, age=request.age)
         if request.products
@@ -191,7 +213,10 @@ async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
         k=request.k,
         candidates=entry.candidates,
         products=lists,
-        explanations=await explained(recommender, query, items) if request.explain else None,
+        explanations=await explained(recommender, query, items, as_of or utc_today())
+        if request.explain
+        else None,
+        as_of=as_of,
     )
 
 

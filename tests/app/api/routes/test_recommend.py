@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from app.core.config import Settings
 from app.main import create_app
 from app.recommender import Recommender
 from training.artifacts import ArtifactSet
-from training.features import records_of, split_examples
+from training.features import EPOCH, records_of, split_examples
 
 pytestmark = pytest.mark.slow  # needs the session's trained artifacts
 
@@ -88,21 +89,31 @@ def test_recommend_k_bound_is_the_label_count_when_max_k_is_larger(
         assert_error(big.get(f"/recommend/{known_client}", params={"k": n + 1}), 422, "invalid_query")
 
 
+@pytest.mark.parametrize("dated", [True, False])
 def test_score_matches_the_training_side_scores_for_test_histories(
-    client: TestClient, artifacts: ArtifactSet
+    client: TestClient, artifacts: ArtifactSet, dated: bool
 ) -> None:
-    """POST /score with the sessions before each client's test session = the evaluation's features + model."""
+    """POST /score with the sessions before each client's test session = the evaluation's features + model;
+    with the sessions' dates and the test session's as the reference date, the calendar features too."""
     records = records_of(artifacts.clients)[:5]
     examples = split_examples(records, "test")
     with torch.inference_mode():
-        inputs = artifacts.builder.build_batch(examples.histories, examples.genders, examples.ages)
+        inputs = (
+            artifacts.builder.build_examples(examples)
+            if dated
+            else artifacts.builder.build_batch(examples.histories, examples.genders, examples.ages)
+        )
         expected = torch.sigmoid(artifacts.model(*inputs))
+    assert (inputs.ago[:, -1] >= 0).all() == dated  # the embedded data has dates
     vocab = artifacts.vocab
     for row, record in enumerate(records):
         request: dict[str, Any] = {
             "history": [[vocab.labels[i] for i in s] for s in record.sessions[:-1]],
             "k": 100,
         }
+        if dated:
+            iso = [str(EPOCH + dt.timedelta(days=d)) for d in record.session_days]
+            request |= {"dates": iso[:-1], "date": iso[-1]}
         if record.gender:
             request["gender"] = vocab.genders[record.gender]
         if record.age:
@@ -112,6 +123,44 @@ def test_score_matches_the_training_side_scores_for_test_histories(
         values, indices = torch.topk(expected[row], 100)
         assert list(served) == [vocab.labels[i] for i in indices.tolist()]
         assert list(served.values()) == pytest.approx(values.tolist(), rel=1e-5, abs=1e-7)
+
+
+def test_recommend_ranks_as_of_the_date_and_says_so(client: TestClient, artifacts: ArtifactSet) -> None:
+    """?date= is the reference date of the calendar features: the client's test session is left out before
+    its own date, and a ranking a year on differs from one the day after."""
+    record = next(r for r in records_of(artifacts.clients) if r.gender and r.age and r.days[-2] < r.days[-1])
+    days = [EPOCH + dt.timedelta(days=d) for d in record.session_days]
+    url = f"/recommend/{record.clnt_id}"
+    as_of = client.get(url, params={"k": 100, "date": str(days[-1] + dt.timedelta(days=1))}).json()
+    later = client.get(url, params={"k": 100, "date": str(days[-1] + dt.timedelta(days=365))}).json()
+    assert as_of["as_of"] == str(days[-1] + dt.timedelta(days=1))
+    assert [i["score"] for i in as_of["recommendations"]] != [i["score"] for i in later["recommendations"]]
+    before = client.get(url, params={"k": 100, "date": str(days[-2])}).json()
+    vocab = artifacts.vocab
+    history = [[vocab.labels[i] for i in s] for s in record.sessions[:-1]]
+    iso = [str(d) for d in days[:-1]]
+    vocab_demo = {"gender": vocab.genders[record.gender], "age": vocab.ages[record.age]}
+    request = {"history": history, "dates": iso, "date": str(days[-2]), "k": 100, **vocab_demo}
+    same = client.post("/score", json=request)
+    assert before["recommendations"] == same.json()["recommendations"]
+    assert client.get(url).json()["as_of"] == str(dt.datetime.now(dt.UTC).date())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"dates": ["2018-05-01"]}, "dates holds 1 dates for 2 non-empty sessions"),
+        ({"dates": ["2018-05-02", "2018-05-01"]}, "oldest first"),
+        ({"dates": ["2018-05-01", "2018-05-02"], "date": "2018-05-01"}, "after the reference date"),
+        ({"dates": ["2018-05-01", "20180502"]}, "YYYY-MM-DD"),
+    ],
+)
+def test_score_bad_dates_return_422_naming_the_problem(
+    client: TestClient, artifacts: ArtifactSet, extra: dict[str, Any], message: str
+) -> None:
+    labels = artifacts.vocab.labels
+    response = client.post("/score", json={"history": [labels[:1]], "basket": labels[1:2], **extra})
+    assert response.status_code == 422 and message in response.text
 
 
 def test_score_basket_returns_ranking_marking_the_basket(client: TestClient, artifacts: ArtifactSet) -> None:
