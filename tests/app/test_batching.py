@@ -162,7 +162,8 @@ def test_batch_scorer_reads_a_batchs_clients_at_once_and_ranks_as_one_at_a_time(
     wanted = [*known, -5, -6]
 
     async def run() -> list[ClientRanking | BaseException]:
-        jobs = (scorer.client(recommender, store, client_id, NO_FILTERS) for client_id in wanted)
+        today = dt.date(2026, 12, 1)
+        jobs = (scorer.client(recommender, store, client_id, NO_FILTERS, today) for client_id in wanted)
         return await asyncio.gather(*jobs, return_exceptions=True)
 
     *rankings, missing = asyncio.run(run())
@@ -172,5 +173,6 @@ def test_batch_scorer_reads_a_batchs_clients_at_once_and_ranks_as_one_at_a_time(
         assert isinstance(ranking, ClientRanking)
         live = store.client(client_id)
         assert ranking.live == live and (live is not None) == (client_id in (known[0], -5))
-        _assert_same(ranking.top, recommender.top([recommender.client_query(client_id, NO_FILTERS, live)])[0])
+        expected = recommender.client_query(client_id, NO_FILTERS, live, dt.date(2026, 12, 1))
+        _assert_same(ranking.top, recommender.top([expected])[0])
     store.close()

@@ -9,7 +9,7 @@ from training.features import ClientRecord
 
 def test_label_gap_is_the_median_of_clients_mean_gaps_before_validation() -> None:
     # Client 1 buys label 0 on days 0, 10, 20 (mean gap 10); client 2 on days 0, 30 (gap 30); client 3 on
-    # days 0 and 4 (gap 4). The last two sessions (validation, test) never count: client 2's label 1 at day 90.
+    # days 0 and 4 (gap 4). The last two sessions (validation, test) never count.
     records = [
         ClientRecord(1, 0, 0, [[0], [0], [0], [1], [1]], [0, 10, 20, 21, 22]),
         ClientRecord(2, 0, 0, [[0, 1], [0], [2], [1], [1]], [0, 30, 40, 60, 90]),
