@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
 
@@ -18,10 +19,11 @@ pytestmark = pytest.mark.slow  # needs the session's trained artifacts
 TOLERANCE = 1e-5
 
 
-def forward_logits(artifacts: ArtifactSet, client_id: int, labels: list[str]) -> list[float]:
-    """The exported model's forward logits of `labels` for a client, by the training side's own code."""
+def forward_logits(artifacts: ArtifactSet, client_id: int, labels: list[str], today: dt.date) -> list[float]:
+    """The exported model's forward logits of `labels` for a client as of `today`, by the training side's
+    own code."""
     recommender = Recommender(artifacts)
-    inputs = recommender.model_inputs([recommender.client_query(client_id)])
+    inputs = recommender.model_inputs([recommender.client_query(client_id, today=today)])
     with torch.inference_mode():
         logits = artifacts.model(*inputs)[0]
     return [float(logits[artifacts.vocab.labels.index(name)]) for name in labels]
@@ -47,11 +49,11 @@ def check_explained(item: dict[str, Any], forward: float | None = None) -> None:
 def test_recommend_explain_sums_to_the_forward_logit_for_many_clients(
     client: TestClient, artifacts: ArtifactSet
 ) -> None:
-    clients = artifacts.clients["CLNT_ID"].to_list()[::5]
+    clients, today = artifacts.clients["CLNT_ID"].to_list()[::5], dt.date(2018, 10, 1)
     for client_id in clients:
-        body = client.get(f"/recommend/{client_id}", params={"k": 10, "explain": "true"}).json()
-        items = body["recommendations"]
-        forward = forward_logits(artifacts, client_id, [item["label"] for item in items])
+        params = {"k": 10, "explain": "true", "date": str(today)}
+        items = client.get(f"/recommend/{client_id}", params=params).json()["recommendations"]
+        forward = forward_logits(artifacts, client_id, [item["label"] for item in items], today)
         for item, logit in zip(items, forward, strict=True):
             check_explained(item, logit)
 
