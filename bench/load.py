@@ -29,7 +29,6 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench import RESULTS, targets_table, write_results
-from bench.serve import DEFAULT_ROOT, Request, build_requests, ensure_artifacts, percentile
+from bench.serve import DEFAULT_ROOT, Request, build_requests, ensure_artifacts, environment, percentile
 from tests.e2e.conftest import running_server
 
 RSS_NOISE_MB, RSS_NOISE_SHARE = 16.0, 0.05
@@ -160,20 +159,6 @@ def _route_figures(latencies: list[float], seconds: float) -> dict[str, float]:
     }
 
 
-@contextlib.contextmanager
-def _environment(**variables: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def _writes(url: str) -> Writes:
     clients = httpx.get(f"{url}/clients", params={"limit": 1000}).json()["clients"]
     labels = [x["name"] for g in httpx.get(f"{url}/labels").json()["groups"] for x in g["labels"]]
@@ -192,7 +177,7 @@ def _sessions_written(url: str) -> int:
 def run(artifacts: Path, *, seconds: float, connections: int) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory(dir=RESULTS / "tmp") as state,
-        _environment(WDREC_WRITE_API_KEY=WRITE_KEY, WDREC_STATE_DIR=state),  # the server inherits them
+        environment(WDREC_WRITE_API_KEY=WRITE_KEY, WDREC_STATE_DIR=state),  # the server inherits them
         running_server(artifacts, RESULTS / "tmp" / "load.log") as server,
     ):
         pid = server.process.pid
