@@ -28,6 +28,7 @@ from app import metrics
 from app.core.config import Settings
 from app.core.memory import freeze_long_lived
 from app.db.engine import database_url, open_database
+from app.revisions import RevisionReader
 from app.served import ServedVersion
 from app.store import SessionStore
 from training.errors import WdrecError
@@ -62,6 +63,7 @@ async def running(app: FastAPI) -> AsyncIterator[None]:
     reload on SIGHUP; close the database at the end."""
     store = await anyio.to_thread.run_sync(open_store, app.state.settings)
     app.state.store = store
+    app.state.revisions = RevisionReader(store.revisions)
     try:
         if app.state.served is None:
             app.state.served = await anyio.to_thread.run_sync(ServedVersion.load, app.state.settings)

@@ -163,12 +163,18 @@ class SessionStore:
     def close(self) -> None:
         self.engine.dispose()
 
-    @_unavailable_on_operational_error
     def revision(self, client_id: int) -> int:
         """The client's revision; 0 when nothing was ever recorded for it."""
+        return self.revisions([client_id]).get(client_id, 0)
+
+    @_unavailable_on_operational_error
+    def revisions(self, client_ids: Collection[int]) -> dict[int, int]:
+        """The revision of each of `client_ids` that has one, in one query."""
+        query = select(clients.c.client_id, clients.c.revision).where(
+            clients.c.client_id.in_(set(client_ids))
+        )
         with self.engine.connect() as connection:
-            value = connection.scalar(select(clients.c.revision).where(clients.c.client_id == client_id))
-        return int(value or 0)
+            return {int(row.client_id): int(row.revision) for row in connection.execute(query)}
 
     def client(self, client_id: int) -> LiveClient | None:
         """The client's recorded state (one consistent read), or None if nothing was recorded."""

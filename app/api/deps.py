@@ -15,6 +15,7 @@ from app.batching import BatchScorer
 from app.core.config import Settings
 from app.errors import NotReadyError
 from app.recommender import Recommender
+from app.revisions import RevisionReader
 from app.served import ServedVersion
 from app.store import SessionStore
 
@@ -64,8 +65,15 @@ async def get_store(request: Request) -> SessionStore:
     return store
 
 
+async def get_revisions(request: Request) -> RevisionReader:
+    """The reader of clients' revisions in that database, for the response cache."""
+    revisions: RevisionReader = request.app.state.revisions
+    return revisions
+
+
 ServedDep = Annotated[ServedVersion, Depends(get_served)]
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 RankerDep = Annotated[Ranker, Depends(get_ranker)]
 SettingsDep = Annotated[Settings, Depends(get_settings_of)]
 StoreDep = Annotated[SessionStore, Depends(get_store)]
+RevisionsDep = Annotated[RevisionReader, Depends(get_revisions)]

@@ -142,3 +142,11 @@ def test_group_commit_keeps_each_writes_own_outcome(tmp_path: Path) -> None:
         stored = connection.execute(select(clients.c.client_id).order_by(clients.c.client_id)).scalars()
         assert list(stored) == list(range(0, 32, 2))
     engine.dispose()
+
+
+def test_revisions_reads_many_clients_at_once_as_revision_reads_each(store: SessionStore) -> None:
+    store.record_session(4, _session("a"))
+    store.record_session(4, _session("b"))
+    store.record_session(9, _session("a"))
+    assert store.revisions([4, 9, 77]) == {4: 2, 9: 1}  # 77: nothing recorded, so no revision
+    assert [store.revision(client_id) for client_id in (4, 9, 77)] == [2, 1, 0]

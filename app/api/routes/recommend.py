@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Query, Response
 
-from app.api.deps import RankerDep, StoreDep
+from app.api.deps import RankerDep, RevisionsDep, StoreDep
 from app.api.errors import error_responses
 from app.api.routes.clients import ClientId
 from app.errors import InvalidQueryError
@@ -115,6 +115,7 @@ async def recommend(
     client_id: ClientId,
     ranker: RankerDep,
     store: StoreDep,
+    revisions: RevisionsDep,
     k: Annotated[int, Query(ge=1, description="how many labels, 1..min(max_k, label count)")] = 10,
     exclude_bought: Annotated[bool, Query(description=FILTER_DOCS["exclude_bought"])] = False,
     clac1: Annotated[list[Category] | None, _names(FILTER_DOCS["clac1"])] = None,
@@ -149,7 +150,7 @@ async def recommend(
     key = (client_id, k, filters, products, exclude_bought_products, explain, today)
     body = None
     if served.caching:  # the revision read only decides whether a cached body is current
-        body = served.cached_body(key, await anyio.to_thread.run_sync(store.revision, client_id))
+        body = served.cached_body(key, await revisions.revision(client_id))
     if body is None:
         recommender = served.recommender
         recommender.check_k(k)
