@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import make_url, text
+from sqlalchemy.exc import OperationalError
 
 from app.core.config import Settings
-from app.db.engine import DatabaseError, database_url, open_database
+from app.db import engine as engine_module
+from app.db.engine import WRITE_LOCK_SUFFIX, DatabaseError, database_url, open_database, writing
 from training.errors import ConfigError
 
 
@@ -43,6 +48,41 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(tmp_path: Path) -> None:
             assert connection.scalar(text("PRAGMA journal_mode")) == "wal"
             assert connection.scalar(text("PRAGMA synchronous")) == 2  # FULL
             assert connection.scalar(text("SELECT version_num FROM alembic_version")) == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_writer_waits_for_the_write_lock_file_then_writes(tmp_path: Path) -> None:
+    database = tmp_path / "db.sqlite3"
+    engine = open_database(make_url(f"sqlite:///{database}"))
+    try:
+        with open(f"{database}{WRITE_LOCK_SUFFIX}", "a") as other:  # another process's writer, say
+            fcntl.flock(other, fcntl.LOCK_EX)
+            release = threading.Timer(0.2, fcntl.flock, (other, fcntl.LOCK_UN))
+            release.start()
+            started = time.monotonic()
+            with writing(engine) as connection:
+                waited = time.monotonic() - started
+                connection.execute(text("CREATE TABLE t (x INTEGER)"))
+            release.join()
+        assert waited >= 0.15  # it waited for the lock ...
+        with engine.connect() as connection:  # ... then wrote
+            assert connection.scalar(text("SELECT count(*) FROM t")) == 0
+    finally:
+        engine.dispose()
+
+
+def test_a_sqlite_write_lock_held_past_the_busy_timeout_is_an_operational_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = tmp_path / "db.sqlite3"
+    engine = open_database(make_url(f"sqlite:///{database}"))
+    monkeypatch.setattr(engine_module, "BUSY_TIMEOUT_MS", 100)
+    try:
+        with open(f"{database}{WRITE_LOCK_SUFFIX}", "a") as other:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            with pytest.raises(OperationalError, match="write-lock"), writing(engine):
+                pass
     finally:
         engine.dispose()
 
