@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from app.errors import ServiceError
 from app.filters import Filters
+from app.futures import settle
 from app.live import LiveClient
 from app.recommender import Query, Recommender, TopK
 from app.store import SessionStore
@@ -114,12 +115,7 @@ class BatchScorer:
                 logger.exception("scoring a batch of %d failed", len(batch))
                 outcomes = [exc] * len(batch)
             for (_, future), outcome in zip(batch, outcomes, strict=True):
-                if future.done():  # the request was cancelled (its client went away)
-                    continue
-                if isinstance(outcome, BaseException):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+                settle(future, outcome)
 
 
 def score_batch(recommender: Recommender, jobs: Sequence[Job]) -> list[Outcome]:

@@ -13,9 +13,11 @@ acknowledged before the request was sent, on any worker or replica.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 
 import anyio.to_thread
+
+from app.futures import settle
 
 ReadRevisions = Callable[[Collection[int]], dict[int, int]]
 
@@ -41,23 +43,13 @@ class RevisionReader:
         try:
             while self._waiting:
                 batch, self._waiting = self._waiting, {}
+                outcomes: Mapping[int, int | Exception]
                 try:
-                    revisions = await anyio.to_thread.run_sync(self._read, list(batch))
+                    outcomes = await anyio.to_thread.run_sync(self._read, list(batch))
                 except Exception as exc:  # each waiting request gets the read's error
-                    for futures in batch.values():
-                        _settle(futures, exc)
-                    continue
+                    outcomes = dict.fromkeys(batch, exc)
                 for client_id, futures in batch.items():
-                    _settle(futures, revisions.get(client_id, 0))
+                    for future in futures:
+                        settle(future, outcomes.get(client_id, 0))
         finally:
             self._reader = None
-
-
-def _settle(futures: list[asyncio.Future[int]], outcome: int | Exception) -> None:
-    for future in futures:
-        if future.done():  # its request was cancelled (the client went away)
-            continue
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
