@@ -79,10 +79,9 @@ class _Pick(NamedTuple):
 
 def _view(column: pl.Series) -> np.ndarray:
     """A numeric column without nulls as numpy: a read-only view of its (memory-mapped) buffer when it is one
-    chunk, as the loaded tables are, else a copy."""
-    if column.n_chunks() == 1:
-        return column.to_arrow().to_numpy(zero_copy_only=True)
-    return column.to_numpy()
+    chunk, as the loaded tables are, else a copy. Polars' own conversion: pyarrow's imports pandas, 36 MB of
+    modules in every worker."""
+    return column.to_numpy(allow_copy=column.n_chunks() > 1)
 
 
 @dataclass(frozen=True)
@@ -107,8 +106,6 @@ class ProductRanker:
         catalogue = tables.catalogue
         self._pd_c = _view(catalogue["PD_C"])
         self._names, self._brands = catalogue["PD_NM"], catalogue["brand"]
-        self._by_pd_c = np.argsort(self._pd_c, kind="stable")
-        self._label_of = catalogue["label"].fill_null(-1).to_numpy()
         own = tables.clients
         self._own = _Csr.of(_view(own["row"]), n_clients)
         self._own_label = _view(own["label"])
@@ -131,25 +128,6 @@ class ProductRanker:
         self._label = _Csr.of(_view(labels["label"]), n_labels)
         self._label_product = _view(labels["product"])
         self._label_sessions = _view(labels["sessions"])
-
-    @property
-    def n_products(self) -> int:
-        return len(self._pd_c)
-
-    def labels_of(self, pd_cs: Sequence[int]) -> list[int | None]:
-        """The vocabulary label of each PD_C; None for a product not sold in the window or whose CLAC3 is
-        not in the vocabulary."""
-        wanted = np.asarray(pd_cs, dtype=np.int64)
-        at = np.searchsorted(self._pd_c, wanted, sorter=self._by_pd_c).clip(0, max(self.n_products - 1, 0))
-        rows = self._by_pd_c[at] if self.n_products else at
-        found = (self._pd_c[rows] == wanted) if self.n_products else np.zeros(len(wanted), dtype=bool)
-        labels = np.where(found, self._label_of[rows] if self.n_products else -1, -1)
-        return [None if label < 0 else int(label) for label in labels.tolist()]
-
-    def bought(self, row: int) -> frozenset[int]:
-        """Catalogue rows of every product the client bought."""
-        start, end = self._own.span(row)
-        return frozenset(self._own_product[start:end].tolist())
 
     def rank(
         self,

@@ -1,6 +1,6 @@
 """Benchmark: products inside the recommended labels — quality, training overhead, serving latency.
 
-    .venv/bin/python -m bench.products [--parts quality tables serve] [--cj-data DIR] [--lpoint-data DIR]
+    .venv/bin/python -m bench.products [--parts quality tables serve memory] [--cj-data D] [--lpoint-data D]
 
 quality: The Complete Journey (cap10: the same 801 households, splits and test baskets as
 bench/completejourney.py), scored at product level (PD_C = product_id). The two-stage ranking uses the label
@@ -20,9 +20,11 @@ the tables' size on disk and the RSS a process grows by when it loads them into 
 
 serve: `wdrec serve` (2 workers) over the default data set (bench/serve.py's artifacts), wrk at 32
 connections, GET /recommend?k=10 against GET /recommend?k=10&products=3, rounds alternating; then the
-service's memory: the RSS (and PSS) of its process tree after that traffic, against a server of the same
-version with its product tables taken out after the label-only traffic, per worker and against the tables'
-size on disk.
+service's memory (`service_memory`): each process's RSS, PSS and private memory, at start-up and after the
+same label-only traffic, against a server of the same version with its product tables taken out.
+
+memory: `service_memory` at the scale the target names, a version `wdrec train` builds from the `lpoint`
+preset (bench/serve.py's quick settings, products included).
 
 Writes results/products.json and results/products.md; a part not run keeps its previous figures.
 """
@@ -49,6 +51,7 @@ import numpy as np
 import polars as pl
 
 from app.products import FLAT_LABELS, LABEL_SHARPNESS, PRIOR_WEIGHT, ProductRanker, flatten
+from app.recommender import Recommender  # torch loaded before any method's memory is measured
 from bench import RESULTS, write_results
 from training.baselines import GlobalPopularity, PersonalPopularity, Pool, TifuKNN
 from training.dataset import ProcessedData, Vocabulary
@@ -110,8 +113,6 @@ class ProductData:
 
 def two_stage(pdata: ProductData, artifacts: Path) -> Rankings:
     """The label model's first FLAT_LABELS labels' products (`ProductRanker.rank`), flattened (`flatten`)."""
-    from app.recommender import Recommender
-
     recommender = Recommender.load(artifacts)
     vocab = pdata.data.vocab
     catalogue = build_catalogue(pdata.bought, master=pdata.master, brand=_no_brands(), vocab=vocab)
@@ -180,6 +181,7 @@ def measured(run: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
 
     In this process: a forked child deadlocks on the thread pools polars and torch hold. Large numpy
     arrays are mmap-ed and handed back to the system when freed, so each method starts near the same RSS.
+    Every library, torch included, is imported before the first method runs: none pays for an import.
     """
     gc.collect()
     log.info("measuring %s", getattr(run, "func", run).__name__)
@@ -243,7 +245,28 @@ def run_quality(data_dir: Path) -> dict[str, Any]:
         },
         "metrics": tables_by_split,
         "cost": cost,
+        "two_stage_held_mb": _held_mb(artifacts),
     }
+
+
+def _held_mb(artifacts: Path) -> float:
+    """What the two-stage answer keeps in memory, MB: the RSS a fresh process with the service's libraries
+    imported grows by when it loads the label model's artifact set (model, Doc2Vec, client table, product
+    tables), as a serving worker holds it."""
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "import app.main\n"
+        "from app.recommender import Recommender\n"
+        "def rss():\n"
+        "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
+        "before = rss()\n"
+        "recommender = Recommender.load(Path(sys.argv[1]))\n"
+        "print(rss() - before)\n"
+    )
+    command = [sys.executable, "-c", script, str(artifacts)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    return round(float(out.stdout.strip().splitlines()[-1]), 1)
 
 
 # --- tables -----------------------------------------------------------------------------------------------
@@ -324,11 +347,6 @@ def run_serve(*, seconds: float, rounds: int, connections: int, workers: int) ->
         }
         best = best_rounds(loader, server, requests, rounds=rounds, **load)
         version = httpx.get(f"{server.url}/model").json()["version"]
-        with_tables = _tree_memory_mb(server.process.pid)
-    bare = _without_products((artifacts / "current").resolve(), WORK / "serve-without-products")
-    with running_server(bare, RESULTS / "tmp" / "products-serve-bare.log", workers=workers) as server:
-        best_rounds(loader, server, {"/recommend": plain}, rounds=1, **load)
-        without = _tree_memory_mb(server.process.pid)
     routes = {route: vars(result) for route, result in best.items()}
     in_process = _in_process_cost(artifacts, [int(path.split("/")[2].split("?")[0]) for _, path, _ in plain])
     plain_p99, products_p99 = routes["/recommend"]["p99_ms"], routes["/recommend products=3"]["p99_ms"]
@@ -342,37 +360,96 @@ def run_serve(*, seconds: float, rounds: int, connections: int, workers: int) ->
         "routes": routes,
         "p99_ratio": round(products_p99 / plain_p99, 3),
         "in_process_us": in_process,
-        "memory": _memory_summary(artifacts, with_tables, without, workers),
+        "memory": service_memory((artifacts / "current").resolve(), workers=workers, connections=connections),
     }
 
 
-def _memory_summary(
-    artifacts: Path, with_tables: dict[str, float], without: dict[str, float], workers: int
-) -> dict[str, Any]:
-    version = (artifacts / "current").resolve()
+# --- the service's memory ---------------------------------------------------------------------------------
+
+
+def run_memory(data_dir: Path, *, workers: int, connections: int) -> dict[str, Any]:
+    """`service_memory` at the `lpoint` preset's scale: a version `wdrec train` builds from `data_dir` with
+    bench/serve.py's quick settings (products included; reused from WORK when there)."""
+    from bench.serve import QUICK_TRAINING
+    from training.generate import generate
+    from training.pipeline import run_training
+
+    artifacts = WORK / "lpoint-artifacts"
+    if not (artifacts / "current").exists():
+        if not (data_dir / "Product.csv").exists():
+            generate(data_dir, preset="lpoint")
+        run_training(data_dir, artifacts, overrides=QUICK_TRAINING)
+    return service_memory((artifacts / "current").resolve(), workers=workers, connections=connections)
+
+
+def service_memory(version: Path, *, workers: int, connections: int) -> dict[str, Any]:
+    """Each process's RSS, PSS and private (anonymous) memory, MB, of `wdrec serve --workers N` over artifact
+    version `version`, against the same version with its product tables taken out: at start-up, and after
+    the same label-only GET /recommend traffic (5 s of wrk; products=N requests would fill the response
+    cache with longer bodies, which its size bounds, not the tables)."""
+    from bench.serve import best_rounds, build_requests
+    from tests.e2e.conftest import running_server
+
+    bare = _without_products(version, WORK / f"{version.parent.parent.name}-without-products")
+    stages: dict[str, dict[str, Any]] = {}
+    for name, folder in (("with_tables", version), ("without_tables", bare)):
+        log = RESULTS / "tmp" / f"products-memory-{name}.log"
+        with running_server(folder, log, workers=workers) as server:
+            pid = server.process.pid
+            stages.setdefault("start", {})[name] = _process_memory_mb(pid)
+            traffic = {"/recommend": build_requests(server.url)["/recommend"]}
+            load = {"seconds": 5.0, "connections": connections, "workers": workers}
+            best_rounds("wrk", server, traffic, rounds=1, **load)
+            stages.setdefault("after_traffic", {})[name] = _process_memory_mb(pid)
     summary = json.loads((version / "metadata.json").read_text())["products"]
     tables_mb = sum((version / name).stat().st_size for name in files_of(summary)) / 2**20
-    growth = {key: round((with_tables[key] - without[key]) / workers, 1) for key in with_tables}
     return {
+        "version": version.name,
+        "clients": json.loads((version / "metadata.json").read_text())["n_clients"],
         "tables_on_disk_mb": round(tables_mb, 2),
-        "with_tables_mb": with_tables,
-        "without_tables_mb": without,
-        "growth_per_worker_mb": growth,
-        "rss_growth_vs_disk": round(growth["rss"] / tables_mb, 2),
+        "workers": workers,
+        "stages": {stage: _growth(figures, tables_mb) for stage, figures in stages.items()},
     }
 
 
-def _tree_memory_mb(pid: int) -> dict[str, float]:
-    """RSS and PSS (MB) of process `pid` and, recursively, of its children (a supervisor's workers)."""
-    fields: dict[str, float] = {"rss": 0.0, "pss": 0.0}
+def _growth(figures: dict[str, dict[str, dict[str, float]]], tables_mb: float) -> dict[str, Any]:
+    """One stage's figures with the growth the tables cause: per worker (mean), of the supervisor, and of
+    the whole process tree's PSS (shared pages counted once), each against the tables' size on disk."""
+    with_tables, without = figures["with_tables"], figures["without_tables"]
+
+    def delta(role: str) -> dict[str, float]:
+        return {key: round(with_tables[role][key] - without[role][key], 1) for key in with_tables[role]}
+
+    worker, supervisor = delta("worker"), delta("supervisor")
+    tree_pss = round(with_tables["tree"]["pss"] - without["tree"]["pss"], 1)
+    return {
+        **figures,
+        "growth_per_worker_mb": worker,
+        "growth_supervisor_mb": supervisor,
+        "growth_tree_pss_mb": tree_pss,
+        "worker_rss_growth_vs_disk": round(worker["rss"] / tables_mb, 2),
+        "tree_pss_growth_vs_disk": round(tree_pss / tables_mb, 2),
+    }
+
+
+def _process_memory_mb(pid: int) -> dict[str, dict[str, float]]:
+    """RSS, PSS and anonymous memory (MB) of supervisor `pid`, the mean of its workers, and the tree's sum."""
+    supervisor = _smaps_mb(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    workers = [_smaps_mb(int(child)) for child in children]
+    workers = [w for w in workers if w["rss"] > supervisor["rss"] / 4]  # not uvicorn's small helper process
+    mean = {key: round(sum(w[key] for w in workers) / len(workers), 1) for key in supervisor}
+    tree = {key: round(supervisor[key] + sum(w[key] for w in workers), 1) for key in supervisor}
+    return {"supervisor": supervisor, "worker": mean, "tree": tree}
+
+
+def _smaps_mb(pid: int) -> dict[str, float]:
+    fields = {"rss": 0.0, "pss": 0.0, "anonymous": 0.0}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         name, _, kb = line.partition(":")
         if name.lower() in fields:
-            fields[name.lower()] += int(kb.split()[0]) / 1024
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        for key, mb in _tree_memory_mb(int(child)).items():
-            fields[key] += mb
-    return {key: round(value, 1) for key, value in fields.items()}
+            fields[name.lower()] = round(int(kb.split()[0]) / 1024, 1)
+    return fields
 
 
 def _without_products(version: Path, folder: Path) -> Path:
@@ -391,8 +468,6 @@ def _without_products(version: Path, folder: Path) -> Path:
 def _in_process_cost(artifacts: Path, client_ids: list[int]) -> dict[str, float]:
     """Mean microseconds per client, in this process, of an uncached label ranking (features, forward pass,
     top 10) and of adding 3 products to each of its labels: the work products=3 adds to a request."""
-    from app.recommender import Recommender
-
     recommender = Recommender.load(artifacts)
     ids = list(dict.fromkeys(client_ids))
     started = time.perf_counter()
@@ -417,6 +492,8 @@ def markdown(result: dict[str, Any]) -> str:
         lines += _tables_md(result["tables"])
     if "serve" in result:
         lines += _serve_md(result["serve"])
+    if "memory" in result:
+        lines += _memory_md(result["memory"], title="The service's memory at the `lpoint` preset's scale")
     return "\n".join(lines) + "\n"
 
 
@@ -454,6 +531,15 @@ def _quality_md(q: dict[str, Any]) -> list[str]:
     best = max((n for n in test if n != first), key=lambda n: test[n]["ndcg@10"])
     ratio = test[first]["ndcg@10"] / test[best]["ndcg@10"]
     lines += ["", f"Two-stage / best baseline ({best}) test NDCG@10: **{ratio:.3f}x** (goal 1.05x).", ""]
+    if "two_stage_held_mb" in q:
+        lines += [
+            "What the two-stage answer keeps in memory to serve (the label model's artifact set loaded as a "
+            "worker loads it: model, Doc2Vec, client table, product tables): "
+            f"{q['two_stage_held_mb']:.0f} MB, "
+            f"against {q['dense_matrix_mb']} MB for the dense client x product matrix; its peak above is "
+            "higher because it builds the product tables of each split in the same process.",
+            "",
+        ]
     return lines
 
 
@@ -508,25 +594,49 @@ def _serve_md(s: dict[str, Any]) -> list[str]:
         "",
     ]
     if "memory" in s:
-        m = s["memory"]
-        w, bare, growth = m["with_tables_mb"], m["without_tables_mb"], m["growth_per_worker_mb"]
-        lines += [
-            f"Memory of the whole service (supervisor + {s['workers']} workers) after that traffic: RSS "
-            f"{w['rss']:.0f} MB (PSS {w['pss']:.0f} MB) against {bare['rss']:.0f} MB "
-            f"(PSS {bare['pss']:.0f} MB) "
-            f"for the same version without its product tables: {growth['rss']:+.1f} MB RSS per worker "
-            f"({growth['pss']:+.1f} MB PSS) for {m['tables_on_disk_mb']:.2f} MB of tables on disk, "
-            f"**{m['rss_growth_vs_disk']:.2f}x** (target < 2x; the tables are memory-mapped, their pages "
-            "shared by the workers).",
-            "",
-        ]
+        lines += _memory_md(s["memory"], title="The service's memory over the default data")
+    return lines
+
+
+def _memory_md(m: dict[str, Any], *, title: str) -> list[str]:
+    lines = [
+        f"## {title}",
+        "",
+        f"`wdrec serve --workers {m['workers']}` over version {m['version']} ({m['clients']:,} clients; "
+        f"product tables {m['tables_on_disk_mb']:.2f} MB on disk, memory-mapped) against the same version "
+        "with its product tables taken out. MB per process: the workers' mean and the supervisor (which "
+        "loads and verifies the version once before starting them); PSS counts a page shared by n processes "
+        "as 1/n in each.",
+        "",
+        "| when | process | RSS with / without tables | growth | PSS growth | private (anonymous) growth |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for stage, g in m["stages"].items():
+        roles = (("worker", g["growth_per_worker_mb"]), ("supervisor", g["growth_supervisor_mb"]))
+        for role, growth in roles:
+            w, bare = g["with_tables"][role], g["without_tables"][role]
+            lines.append(
+                f"| {stage.replace('_', ' ')} | {role} | {w['rss']:.0f} / {bare['rss']:.0f} | "
+                f"{growth['rss']:+.1f} | {growth['pss']:+.1f} | {growth['anonymous']:+.1f} |"
+            )
+    after = m["stages"]["after_traffic"]
+    lines += [
+        "",
+        f"After traffic, each worker's RSS grows by **{after['worker_rss_growth_vs_disk']:.2f}x** the "
+        f"tables' size on disk, the whole service's PSS by {after['tree_pss_growth_vs_disk']:.2f}x "
+        "(target: less than 2x).",
+        "",
+    ]
     return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
-        "--parts", nargs="+", choices=["quality", "tables", "serve"], default=["quality", "tables", "serve"]
+        "--parts",
+        nargs="+",
+        choices=["quality", "tables", "serve", "memory"],
+        default=["quality", "tables", "serve", "memory"],
     )
     parser.add_argument("--cj-data", type=Path, default=RESULTS / "tmp" / "completejourney")
     parser.add_argument("--lpoint-data", type=Path, default=RESULTS / "tmp" / "lpoint")
@@ -554,6 +664,9 @@ def main() -> None:
             rounds=args.rounds,
             connections=args.connections,
             workers=args.workers,
+        ),
+        "memory": functools.partial(
+            run_memory, args.lpoint_data, workers=args.workers, connections=args.connections
         ),
     }
     for part in args.parts:

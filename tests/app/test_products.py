@@ -5,12 +5,18 @@ Catalogue rows: 0 = PD_C 1 and 1 = PD_C 2 (label 0, 4 sessions each), 2 = PD_C 3
 (M 40), 2 = client 5 (F 20).
 """
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from app.products import LABEL_SHARPNESS, ProductRanker, RankedProduct, flatten
+from app.recommender import ProductLabels
 from tests.training.test_products import VOCAB, write_folder
 from training.load import load_tables
-from training.products import HALF_LIFE_DAYS, build_product_tables
+from training.products import HALF_LIFE_DAYS, ProductTables, build_product_tables
 
 F, M = 1, 2  # gender codes
 AGE = {20: 2, 30: 3, 40: 4}  # age codes
@@ -21,11 +27,15 @@ def decayed(*days_before_newest: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def ranker(tmp_path_factory: pytest.TempPathFactory) -> ProductRanker:
+def tables(tmp_path_factory: pytest.TempPathFactory) -> ProductTables:
     folder = write_folder(tmp_path_factory.mktemp("products") / "lpoint")
-    tables = build_product_tables(
+    return build_product_tables(
         load_tables(folder, need_hits=False), VOCAB, client_ids=[1, 4, 5], drop_first_hit=False
     )
+
+
+@pytest.fixture(scope="module")
+def ranker(tables: ProductTables) -> ProductRanker:
     return ProductRanker(tables, n_clients=3, n_labels=VOCAB.n_labels, n_ages=len(VOCAB.ages))
 
 
@@ -82,9 +92,10 @@ def test_segment_best_sellers_come_before_the_labels(ranker: ProductRanker) -> N
     ]
 
 
-def test_labels_of_maps_pd_c_to_vocabulary_labels(ranker: ProductRanker) -> None:
-    assert ranker.labels_of([4, 1, 5, 7, 99]) == [2, 0, None, None, None]  # 5: 바지 unknown; 7, 99: unsold
-    assert ranker.bought(0) == frozenset({0, 1, 2})
+def test_product_labels_map_pd_c_to_vocabulary_labels(tables: ProductTables) -> None:
+    lookup = ProductLabels.of(tables).lookup([4, 1, 5, 7, 99])
+    no, missing = ProductLabels.NO_LABEL, ProductLabels.MISSING
+    assert lookup == [2, 0, no, missing, missing]  # 5: 바지 not a label; 7, 99: not sold in the window
 
 
 def test_flatten_ranks_every_labels_products_by_sharpened_label_score_times_share(
@@ -104,3 +115,31 @@ def test_flatten_ranks_every_labels_products_by_sharpened_label_score_times_shar
     assert [p.pd_c for p in top] == sorted(key, key=lambda pd_c: -key[pd_c])[:2]
     assert [p.pd_c for p in top] == [1, 2]  # sharpened: label 0's second product before label 2's first
     assert top == lists[0]  # the same products, sources and scores as the label's own list
+
+
+def test_loaded_tables_stay_memory_mapped_and_pull_in_no_pandas(tmp_path: Path) -> None:
+    """A ranker over saved tables reads the mapped files in place (read-only views, no copy), and loading
+    them imports no pandas (pyarrow's to_numpy would: 36 MB in every worker). In a fresh interpreter, so
+    that nothing another test imported counts."""
+    folder = write_folder(tmp_path / "lpoint")
+    tables = build_product_tables(
+        load_tables(folder, need_hits=False), VOCAB, client_ids=[1, 4, 5], drop_first_hit=False
+    )
+    (tmp_path / "version").mkdir()
+    tables.save(tmp_path / "version")
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from app.products import ProductRanker\n"
+        "from training.products import ProductTables\n"
+        "tables = ProductTables.load(Path(sys.argv[1]), json.loads(sys.argv[2]))\n"
+        "ranker = ProductRanker(tables, n_clients=3, n_labels=int(sys.argv[3]), n_ages=int(sys.argv[4]))\n"
+        "ranker.rank([(0, 0.5)], n=2, row=0, gender=1, age=3)\n"
+        "views = [ranker._own_product, ranker._own_weight, ranker._label_product, ranker._segment_product]\n"
+        "print(json.dumps({'pandas': 'pandas' in sys.modules,\n"
+        "                  'copies': [v.flags.owndata or v.flags.writeable for v in views]}))\n"
+    )
+    summary = json.dumps(tables.summary())
+    args = [str(tmp_path / "version"), summary, str(VOCAB.n_labels), str(len(VOCAB.ages))]
+    out = subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True, text=True)
+    assert json.loads(out.stdout) == {"pandas": False, "copies": [False] * 4}
