@@ -190,7 +190,7 @@ def write_recommendations(
             bar.update(len(batch))
     summary = BatchSummary(clients=len(rows), rows=written, seconds=time.perf_counter() - started)
     logger.info(
-        "wrote %d rows for %d clients to %s in %.1f s (%.0f clients/s)",
+        "wrote %d rows for %d clients to %s in %.3f s (%.0f clients/s)",
         summary.rows,
         summary.clients,
         out,

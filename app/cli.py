@@ -14,7 +14,7 @@ from typing import Any
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from app.main import serve
+    from app.launch import serve
 
     serve(artifacts_dir=args.artifacts, host=args.host, port=args.port, workers=args.workers)
 

@@ -16,7 +16,6 @@ import contextlib
 import logging
 import os
 import signal
-import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -30,6 +29,7 @@ from app.core.memory import freeze_long_lived
 from app.db.engine import database_url, open_database
 from app.revisions import RevisionReader
 from app.served import ServedVersion
+from app.sighup import EARLY_SIGHUP
 from app.store import SessionStore
 from training.errors import WdrecError
 
@@ -98,15 +98,6 @@ def request_rolling_restart() -> None:
     os.kill(os.getppid(), signal.SIGHUP)
 
 
-_EARLY_SIGHUP = threading.Event()  # a SIGHUP arrived before the app's event loop took the signal over
-
-
-def defer_early_sighup() -> None:
-    """From now until `reload_on_sighup` takes over, remember a SIGHUP instead of dying of it (the default
-    action): the app then reloads once it runs, so a version switched during start-up is picked up."""
-    signal.signal(signal.SIGHUP, lambda signum, frame: _EARLY_SIGHUP.set())
-
-
 async def _reload_logged(app: FastAPI) -> None:
     with contextlib.suppress(ReloadError):  # already logged; the old version keeps serving
         await reload_served(app)
@@ -125,8 +116,8 @@ async def reload_on_sighup(app: FastAPI) -> AsyncIterator[None]:
         task.add_done_callback(tasks.discard)
 
     installed = _add_sighup_handler(loop, on_sighup)
-    if installed and _EARLY_SIGHUP.is_set():
-        _EARLY_SIGHUP.clear()
+    if installed and EARLY_SIGHUP.is_set():
+        EARLY_SIGHUP.clear()
         logger.info("SIGHUP during start-up: reloading")
         on_sighup()
     try:

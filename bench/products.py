@@ -605,7 +605,7 @@ def _memory_md(m: dict[str, Any], *, title: str) -> list[str]:
         f"`wdrec serve --workers {m['workers']}` over version {m['version']} ({m['clients']:,} clients; "
         f"product tables {m['tables_on_disk_mb']:.2f} MB on disk, memory-mapped) against the same version "
         "with its product tables taken out. MB per process: the workers' mean and the supervisor (which "
-        "loads and verifies the version once before starting them); PSS counts a page shared by n processes "
+        "checks the version in a child process and holds no model); PSS counts a page shared by n processes "
         "as 1/n in each.",
         "",
         "| when | process | RSS with / without tables | growth | PSS growth | private (anonymous) growth |",

@@ -24,21 +24,13 @@ import numpy as np
 import polars as pl
 import torch
 
+from training.artifact_files import CLIENTS, CURRENT, DOC2VEC, DOC_VECTORS, METADATA, MODEL, VOCAB
 from training.dataset import Vocabulary
 from training.doc2vec import Doc2VecEncoder, KnownVectors, document_key
 from training.errors import ArtifactError
 from training.features import MODEL_INPUTS, FeatureBuilder, FeatureSchema
 from training.products import ProductTables, files_of
 
-MODEL, DOC2VEC, VOCAB, METADATA, CLIENTS = (
-    "model.pt",
-    "doc2vec.model",
-    "vocab.json",
-    "metadata.json",
-    "clients.parquet",
-)
-DOC_VECTORS = "doc_vectors.npy"  # float32 [clients, D]: each client's history vector, clients.parquet's order
-CURRENT = "current"
 PRODUCTS = "products"  # metadata.json's entry for the product tables (absent in versions older than them)
 REMEMBERED_DOCUMENTS = 10_000  # inferred history vectors kept per loaded version (~2 MB at 32 dimensions)
 CHECKED_VECTORS = 8  # rows of doc_vectors.npy inferred again at load: it must match doc2vec.model exactly

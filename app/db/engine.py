@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from app.core.config import Settings
-from training.artifacts import METADATA
+from training.artifact_files import METADATA
 from training.errors import ConfigError, WdrecError
 
 SQLITE_FILE = "wdrec.sqlite3"

@@ -7,7 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.config import Settings
-from app.main import create_app, serve
+from app.launch import serve
+from app.main import create_app
 from app.recommender import Recommender
 from tests.app.api.routes.test_recommend import assert_error
 from training import cli
@@ -52,11 +53,12 @@ def test_serve_refuses_bad_artifacts_before_binding(tmp_path: Path) -> None:
         serve(artifacts_dir=tmp_path, port=1)
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: checked in a child process, raised in the supervisor
 def test_wdrec_serve_tampered_artifacts_exits_2_with_one_line_naming_the_file(
-    version_copy: Path, capsys: pytest.CaptureFixture[str]
+    version_copy: Path, capsys: pytest.CaptureFixture[str], workers: str
 ) -> None:
     (version_copy / "doc2vec.model").write_bytes(b"tampered")
-    assert cli.main(["serve", "--artifacts", str(version_copy), "--port", "1"]) == 2
+    assert cli.main(["serve", "--artifacts", str(version_copy), "--port", "1", "--workers", workers]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("wdrec serve: error: ")
     assert "doc2vec.model: SHA-256 mismatch" in lines[0]

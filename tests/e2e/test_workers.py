@@ -51,6 +51,16 @@ def test_two_workers_each_take_a_share_of_new_connections(tiny_artifacts: Path, 
     assert min(taken) >= OPEN_CONNECTIONS // 8, taken  # hashed over 2 sockets: ~32 each
 
 
+def test_the_supervisor_of_two_workers_holds_no_torch(tiny_artifacts: Path, tmp_path: Path) -> None:
+    # It checks the artifacts in a child process: only the workers, which score, load torch and the model.
+    with running_server(tiny_artifacts, tmp_path / "serve.log", workers=WORKERS) as server:
+        workers = worker_pids(server)
+        maps_torch = [
+            "libtorch" in Path(f"/proc/{pid}/maps").read_text() for pid in [server.process.pid, *workers]
+        ]
+    assert maps_torch == [False] + [True] * WORKERS
+
+
 async def _rolling_reloads(server: Server, root: Path) -> tuple[Load, httpx.Response]:
     async with httpx.AsyncClient(base_url=server.url, timeout=60.0) as admin:
         load, connections = await start_load(admin, server.url)
