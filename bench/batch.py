@@ -1,6 +1,6 @@
 """Benchmark: every client's top 10 from `wdrec recommend` against asking the API once per client.
 
-    .venv/bin/python -m bench.batch [--artifacts DIR] [--rounds 3] [--connections 32]
+    .venv/bin/python -m bench.batch [--artifacts DIR] [--rounds 3] [--connections 32] [--name batch]
 
 Without --artifacts, uses (or trains once) the default data set's quick model of bench/serve.py. The API
 path is a real `wdrec serve` with its response caches off (WDREC_RECOMMEND_CACHE_SIZE=0: a campaign ranks
@@ -11,7 +11,9 @@ connections to 2 workers (the service's best throughput on 2 cores). The batch p
 artifacts (the API's figures exclude its start-up too). Each path keeps its best of `--rounds` rounds.
 Peak RSS: the batch process's, and the API server's process tree's. The batch file must hold the API's
 rankings for every client (same labels in the same order). Goal: batch >= 20x the API's throughput.
-Writes results/batch.json and results/batch.md.
+Writes results/<name>.json and .md: batch for the default data; batch_lpoint for a version trained on the
+`lpoint` preset (`--artifacts results/tmp/products/lpoint-artifacts`, which `bench.products --parts memory`
+trains).
 """
 
 from __future__ import annotations
@@ -253,11 +255,14 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, default=None, help="artifacts root or version folder")
     parser.add_argument("--rounds", type=int, default=3, help="runs per path; each keeps its best")
     parser.add_argument("--connections", type=int, default=32, help="connections of the API's best path")
+    parser.add_argument(
+        "--name", default="batch", help="results/<name>.json and .md (default batch; batch_lpoint: lpoint's)"
+    )
     args = parser.parse_args()
     RESULTS.joinpath("tmp").mkdir(parents=True, exist_ok=True)
     artifacts = args.artifacts or ensure_artifacts(DEFAULT_ROOT)
     result = run(artifacts, rounds=args.rounds, connections=args.connections)
-    write_results("batch", result, markdown(result))
+    write_results(args.name, result, markdown(result))
 
 
 if __name__ == "__main__":
