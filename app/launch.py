@@ -17,8 +17,8 @@ from typing import Any
 import uvicorn
 
 from app.core.config import Settings, load_settings
-from app.db.engine import database_url, open_database
 from app.sighup import defer_early_sighup
+from app.store import open_store
 from app.workers import DrainingHttpToolsProtocol, run_workers
 
 logger = logging.getLogger(__name__)
@@ -66,13 +66,13 @@ def serve(
         from app.served import ServedVersion
 
         served = ServedVersion.load(settings)
-        _check_database(settings)
+        open_store(settings).close()  # reachable and migrated before uvicorn starts
         uvicorn.run(create_app(settings, recommender=served.recommender), **common)
         return
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as child:
         child.submit(_load_version, settings).result()  # the child's ArtifactError is raised here
-    _check_database(settings)
+    open_store(settings).close()  # reachable, and migrated once before any worker starts
     os.environ.update({f"WDREC_{name.upper()}": str(value) for name, value in overrides.items()})
     config = uvicorn.Config(
         "app.main:create_app",
@@ -89,8 +89,3 @@ def _load_version(settings: Settings) -> None:
     from app.served import ServedVersion
 
     ServedVersion.load(settings)
-
-
-def _check_database(settings: Settings) -> None:
-    """The database reachable, and migrated once before any worker starts (DatabaseError naming it)."""
-    open_database(database_url(settings)).dispose()

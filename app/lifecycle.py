@@ -24,13 +24,11 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from app import metrics
-from app.core.config import Settings
 from app.core.memory import freeze_long_lived
-from app.db.engine import database_url, open_database
 from app.revisions import RevisionReader
 from app.served import ServedVersion
 from app.sighup import EARLY_SIGHUP
-from app.store import SessionStore
+from app.store import open_store
 from training.errors import WdrecError
 
 logger = logging.getLogger(__name__)
@@ -50,11 +48,6 @@ class ReloadError(Exception):
     def __init__(self, served: str, reason: str) -> None:
         super().__init__(f"reload failed, still serving {served}: {reason}")
         self.served, self.reason = served, reason
-
-
-def open_store(settings: Settings) -> SessionStore:
-    """The configured database, migrated (DatabaseError naming it if unreachable)."""
-    return SessionStore(open_database(database_url(settings)))
 
 
 @contextlib.asynccontextmanager

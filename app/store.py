@@ -24,7 +24,8 @@ from sqlalchemy import Connection, Engine, Row, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
-from app.db.engine import writing
+from app.core.config import Settings
+from app.db.engine import database_url, open_database, writing
 from app.db.tables import clients, sessions
 from app.errors import SessionConflictError, StoreUnavailableError
 from app.live import LiveClient, RecordedSession
@@ -278,3 +279,8 @@ def _public(stored: RecordedSession) -> dict[str, Any]:
         "labels": list(stored.labels),
         "products": list(stored.products) if stored.products is not None else None,
     }
+
+
+def open_store(settings: Settings) -> SessionStore:
+    """The configured database, migrated (DatabaseError naming it if unreachable)."""
+    return SessionStore(open_database(database_url(settings)))

@@ -253,31 +253,44 @@ def _held_mb(artifacts: Path) -> float:
     """What the two-stage answer keeps in memory, MB: the RSS a fresh process with the service's libraries
     imported grows by when it loads the label model's artifact set (model, Doc2Vec, client table, product
     tables), as a serving worker holds it."""
+    return _fresh_rss_growth_mb(
+        "import app.main\nfrom app.recommender import Recommender\n",
+        "recommender = Recommender.load(Path(sys.argv[1]))  # kept: measured while held\n",
+        [str(artifacts)],
+    )
+
+
+def _fresh_rss_growth_mb(prelude: str, load: str, args: list[str]) -> float:
+    """The RSS (MB) a fresh interpreter grows by while it runs `load` (argv: `args`), after `prelude`."""
     script = (
-        "import os, sys\n"
+        "import json, os, sys\n"
         "from pathlib import Path\n"
-        "import app.main\n"
-        "from app.recommender import Recommender\n"
+        f"{prelude}"
         "def rss():\n"
         "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
         "before = rss()\n"
-        "recommender = Recommender.load(Path(sys.argv[1]))\n"
+        f"{load}"
         "print(rss() - before)\n"
     )
-    command = [sys.executable, "-c", script, str(artifacts)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True, text=True)
     return round(float(out.stdout.strip().splitlines()[-1]), 1)
 
 
 # --- tables -----------------------------------------------------------------------------------------------
 
 
-def run_tables(data_dir: Path) -> dict[str, Any]:
+def _ensure_lpoint_data(data_dir: Path) -> None:
+    """The `lpoint` preset generated into `data_dir`, unless it is there already."""
     from training.generate import generate
-    from training.products import build_product_tables
 
     if not (data_dir / "Product.csv").exists():
         generate(data_dir, preset="lpoint")
+
+
+def run_tables(data_dir: Path) -> dict[str, Any]:
+    from training.products import build_product_tables
+
+    _ensure_lpoint_data(data_dir)
     steps = Steps()
     with steps.step("preprocess"):
         tables = load_profile_tables(data_dir, profile="lpoint")
@@ -306,25 +319,21 @@ def run_tables(data_dir: Path) -> dict[str, Any]:
 
 def _load_growth(folder: Path, summary: dict[str, Any], n_clients: int, vocab: Vocabulary) -> float:
     """RSS growth of a fresh process (polars already in use) loading the tables into a ProductRanker, MB."""
-    script = (
-        "import json, os, sys\n"
-        "from pathlib import Path\n"
+    prelude = (
         "import polars as pl\n"
         "from app.products import ProductRanker\n"
         "from training.products import ProductTables\n"
-        "def rss():\n"
-        "    return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20\n"
         # the service has polars and pyarrow running (clients.parquet) before it loads these: so does this
         "import pyarrow.ipc\n"
         "pl.DataFrame({'x': [2, 1]}).sort('x').to_arrow()\n"
-        "before = rss()\n"
+    )
+    load = (
         "tables = ProductTables.load(Path(sys.argv[1]), json.loads(sys.argv[2]))\n"
         "ranker = ProductRanker(tables, n_clients=int(sys.argv[3]), n_labels=int(sys.argv[4]), n_ages=9)\n"
-        "print(rss() - before)\n"
     )
-    args = [str(folder), json.dumps(summary), str(n_clients), str(vocab.n_labels)]
-    out = subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True, text=True)
-    return round(float(out.stdout.strip()), 1)
+    return _fresh_rss_growth_mb(
+        prelude, load, [str(folder), json.dumps(summary), str(n_clients), str(vocab.n_labels)]
+    )
 
 
 # --- serve ------------------------------------------------------------------------------------------------
@@ -371,13 +380,11 @@ def run_memory(data_dir: Path, *, workers: int, connections: int) -> dict[str, A
     """`service_memory` at the `lpoint` preset's scale: a version `wdrec train` builds from `data_dir` with
     bench/serve.py's quick settings (products included; reused from WORK when there)."""
     from bench.serve import QUICK_TRAINING
-    from training.generate import generate
     from training.pipeline import run_training
 
     artifacts = WORK / "lpoint-artifacts"
     if not (artifacts / "current").exists():
-        if not (data_dir / "Product.csv").exists():
-            generate(data_dir, preset="lpoint")
+        _ensure_lpoint_data(data_dir)
         run_training(data_dir, artifacts, overrides=QUICK_TRAINING)
     return service_memory((artifacts / "current").resolve(), workers=workers, connections=connections)
 
@@ -401,11 +408,11 @@ def service_memory(version: Path, *, workers: int, connections: int) -> dict[str
             load = {"seconds": 5.0, "connections": connections, "workers": workers}
             best_rounds("wrk", server, traffic, rounds=1, **load)
             stages.setdefault("after_traffic", {})[name] = _process_memory_mb(pid)
-    summary = json.loads((version / "metadata.json").read_text())["products"]
-    tables_mb = sum((version / name).stat().st_size for name in files_of(summary)) / 2**20
+    metadata = json.loads((version / "metadata.json").read_text())
+    tables_mb = sum((version / name).stat().st_size for name in files_of(metadata["products"])) / 2**20
     return {
         "version": version.name,
-        "clients": json.loads((version / "metadata.json").read_text())["n_clients"],
+        "clients": metadata["n_clients"],
         "tables_on_disk_mb": round(tables_mb, 2),
         "workers": workers,
         "stages": {stage: _growth(figures, tables_mb) for stage, figures in stages.items()},

@@ -117,14 +117,12 @@ def test_flatten_ranks_every_labels_products_by_sharpened_label_score_times_shar
     assert top == lists[0]  # the same products, sources and scores as the label's own list
 
 
-def test_loaded_tables_stay_memory_mapped_and_pull_in_no_pandas(tmp_path: Path) -> None:
+def test_loaded_tables_stay_memory_mapped_and_pull_in_no_pandas(
+    tables: ProductTables, tmp_path: Path
+) -> None:
     """A ranker over saved tables reads the mapped files in place (read-only views, no copy), and loading
     them imports no pandas (pyarrow's to_numpy would: 36 MB in every worker). In a fresh interpreter, so
     that nothing another test imported counts."""
-    folder = write_folder(tmp_path / "lpoint")
-    tables = build_product_tables(
-        load_tables(folder, need_hits=False), VOCAB, client_ids=[1, 4, 5], drop_first_hit=False
-    )
     (tmp_path / "version").mkdir()
     tables.save(tmp_path / "version")
     script = (
