@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -21,12 +22,14 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from app.core.memory import freeze_long_lived
 from app.errors import UnknownClientError
 from app.explain import explain_rankings, utc_today
 from app.filters import NO_FILTERS, Filters
@@ -62,6 +65,8 @@ PRODUCT_FIELDS = [
 ]
 PRODUCT_SCHEMA = pa.schema([*SCHEMA, *PRODUCT_FIELDS])
 REASON_FIELD = pa.field("reason", pa.string())  # with --reason: after the label columns
+# The polars type each product column is built in before its cast to PRODUCT_FIELDS' Arrow type.
+POLARS_TYPES = {pa.int32(): pl.Int32, pa.int64(): pl.Int64, pa.string(): pl.String, pa.float64(): pl.Float64}
 
 
 class BatchInputError(WdrecError):
@@ -152,8 +157,8 @@ def write_recommendations(
     recommender.label_filter(filters)  # a conflict or an unknown name stops the run before any work
     recommender.label_products([], n=products)  # so do a bad count and a version without product tables
     rows = range(recommender.n_clients) if rows is None else rows
-    labels = np.array(recommender.vocab.labels, dtype=object)
-    clac1 = np.array(recommender.vocab.clac1, dtype=object)[recommender.vocab.label_clac1]
+    labels = pl.Series(recommender.vocab.labels, dtype=pl.String)
+    clac1 = pl.Series(recommender.vocab.clac1, dtype=pl.String).gather(recommender.vocab.label_clac1)
     started, written = time.perf_counter(), 0
     schema = PRODUCT_SCHEMA if products else SCHEMA
     if reason:
@@ -161,18 +166,21 @@ def write_recommendations(
     with (
         _atomic_writer(out, fmt, schema) as writer,
         tqdm(total=len(rows), unit="client", desc="recommend") as bar,
+        # TorchScript's profiling executor spends its first calls specialising the graph, which a one-off
+        # job does not earn back: 20% more clients/s over the default data without it (bench/batch.py).
+        torch.jit.optimized_execution(False),
     ):
         for start in range(0, len(rows), batch_size):
             batch = rows[start : start + batch_size]
             queries = [recommender.row_query(row, filters, today) for row in batch]
             tops = recommender.top(queries)
             ids = [recommender.client_id_at(row) for row in batch]
-            table = _table(ids, tops, k, labels=labels, clac1=clac1)
+            frame = _frame(ids, tops, k, labels=labels, clac1=clac1)
             if reason:
                 rankings = [recommender.ranked(top, k) for top in tops]
                 explained = explain_rankings(recommender, queries, rankings, today=today)
                 reasons = [item.reason for ranking in explained for item in ranking]
-                table = table.append_column(REASON_FIELD, pa.array(reasons, type=pa.string()))
+                frame = frame.with_columns(pl.Series(REASON_FIELD.name, reasons, dtype=pl.String))
             if products:
                 lists = [
                     product_list
@@ -184,26 +192,42 @@ def write_recommendations(
                         exclude_bought=exclude_bought_products,
                     )
                 ]
-                table = _with_products(table, lists)
-            writer.write(table)
-            written += table.num_rows
+                frame = _with_products(frame, lists)
+            # Polars builds the rows and hands Arrow the buffers: pyarrow's own constructors import pandas
+            # (~0.3 s and ~40 MB in a process that needs none of it).
+            writer.write(frame.to_arrow().cast(schema))
+            written += frame.height
             bar.update(len(batch))
     summary = BatchSummary(clients=len(rows), rows=written, seconds=time.perf_counter() - started)
     logger.info(
-        "wrote %d rows for %d clients to %s in %.3f s (%.0f clients/s)",
+        "wrote %d rows for %d clients to %s in %.3f s (%.0f clients/s); peak RSS %s",
         summary.rows,
         summary.clients,
         out,
         summary.seconds,
         summary.clients / max(summary.seconds, 1e-9),
+        peak_rss(),
     )
     return summary
 
 
-def _table(
-    client_ids: Sequence[int], tops: Sequence[TopK], k: int, *, labels: np.ndarray, clac1: np.ndarray
-) -> pa.Table:
-    """One batch's rows: each client's first k labels (fewer when the filters left fewer), best first."""
+def peak_rss() -> str:
+    """This process's peak resident set since it started its program, e.g. "575 MB" ("unknown" where
+    /proc is missing). VmHWM, not getrusage's ru_maxrss, which also counts the parent's pages a child held
+    between fork and exec."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return "unknown"
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return f"{int(found[1]) / 1024:.0f} MB" if found else "unknown"
+
+
+def _frame(
+    client_ids: Sequence[int], tops: Sequence[TopK], k: int, *, labels: pl.Series, clac1: pl.Series
+) -> pl.DataFrame:
+    """One batch's rows (SCHEMA's columns): each client's first k labels (fewer when the filters left
+    fewer), best first; `labels` and `clac1` hold each label id's names."""
     counts = [min(k, len(top.label_ids)) for top in tops]
     label_ids = torch.cat([top.label_ids[:n] for top, n in zip(tops, counts, strict=True)]).numpy()
     # float32 scores widened exactly, as the API's JSON shows them.
@@ -215,21 +239,20 @@ def _table(
         for top, n in zip(tops, counts, strict=True)
         for label in top.label_ids[:n].tolist()
     ]
-    return pa.table(
+    return pl.DataFrame(
         {
             "client_id": np.repeat(np.asarray(client_ids, dtype=np.int64), counts),
             "rank": np.concatenate([np.arange(1, n + 1, dtype=np.int32) for n in counts]),
-            "label": labels[label_ids],
-            "clac1": clac1[label_ids],
+            "label": labels.gather(label_ids),
+            "clac1": clac1.gather(label_ids),
             "score": scores,
-            "bought_before": bought,
-        },
-        schema=SCHEMA,
+            "bought_before": pl.Series(bought, dtype=pl.Boolean),
+        }
     )
 
 
-def _with_products(table: pa.Table, lists: Sequence[Sequence[RankedProduct]]) -> pa.Table:
-    """`table`'s label rows, each repeated once per product of `lists[row]` with the product columns."""
+def _with_products(frame: pl.DataFrame, lists: Sequence[Sequence[RankedProduct]]) -> pl.DataFrame:
+    """`frame`'s label rows, each repeated once per product of `lists[row]` with the product columns."""
     take: list[int] = []
     columns: list[list[object]] = [[] for _ in PRODUCT_FIELDS]
     for row, products in enumerate(lists):
@@ -242,10 +265,10 @@ def _with_products(table: pa.Table, lists: Sequence[Sequence[RankedProduct]]) ->
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
-    expanded = table.take(pa.array(take, type=pa.int64()))
-    for field, column in zip(PRODUCT_FIELDS, columns, strict=True):
-        expanded = expanded.append_column(field, pa.array(column, type=field.type))
-    return expanded
+    return frame[take].with_columns(
+        pl.Series(field.name, column, dtype=POLARS_TYPES[field.type])
+        for field, column in zip(PRODUCT_FIELDS, columns, strict=True)
+    )
 
 
 @contextmanager
@@ -290,6 +313,7 @@ def run_recommend(
     # No ranking cache: each client is ranked once. max_k as the service has it, so k is bounded alike.
     recommender = Recommender.load(settings.artifacts_dir, max_k=settings.max_k)
     rows = client_rows(recommender, client_ids, clients_file)
+    freeze_long_lived()  # as the service does: no full collection over the model while ranking
     return write_recommendations(
         recommender,
         out,

@@ -9,8 +9,9 @@ two ways: one connection to one worker (a script looping over the clients) and `
 connections to 2 workers (the service's best throughput on 2 cores). The batch path is `wdrec recommend`
 (one process) writing Parquet; its clients/s counts the ranking and writing, not the loading of the
 artifacts (the API's figures exclude its start-up too). Each path keeps its best of `--rounds` rounds.
-Peak RSS: the batch process's, and the API server's process tree's. The batch file must hold the API's
-rankings for every client (same labels in the same order). Goal: batch >= 20x the API's throughput.
+Peak RSS: the batch process's (the VmHWM its summary line reports), and the API server's process tree's.
+The batch file must hold the API's rankings for every client (same labels in the same order). Goal: batch
+>= 20x the API's throughput.
 Writes results/<name>.json and .md: batch for the default data; batch_lpoint for a version trained on the
 `lpoint` preset (`--artifacts results/tmp/products/lpoint-artifacts`, which `bench.products --parts memory`
 trains).
@@ -115,11 +116,13 @@ def batch_path(artifacts: Path, out: Path, *, rounds: int) -> dict[str, Any]:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         stderr = process.stderr.read() if process.stderr else ""
-        _, status, usage = os.wait4(process.pid, 0)
+        code = process.wait()
         wall = time.perf_counter() - started
-        if os.waitstatus_to_exitcode(status) != 0:
+        if code != 0:
             raise RuntimeError(f"wdrec recommend failed:\n{stderr}")
-        found = re.search(r"wrote (\d+) rows for (\d+) clients to .* in ([\d.]+) s", stderr)
+        found = re.search(
+            r"wrote (\d+) rows for (\d+) clients to .* in ([\d.]+) s .* peak RSS (\d+) MB", stderr
+        )
         if found is None:
             raise RuntimeError(f"no summary line in wdrec recommend's log:\n{stderr}")
         rows, clients, seconds = int(found[1]), int(found[2]), float(found[3])
@@ -130,7 +133,9 @@ def batch_path(artifacts: Path, out: Path, *, rounds: int) -> dict[str, Any]:
                 "seconds": seconds,
                 "clients_per_s": round(clients / seconds, 1),
                 "wall_seconds_with_loading": round(wall, 2),
-                "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+                # Its own VmHWM: wait4's ru_maxrss would count this (large) process's pages too, which
+                # the child held between fork and exec.
+                "peak_rss_mb": float(found[4]),
             }
         )
         print(f"  batch: {runs[-1]['clients_per_s']} clients/s, peak RSS {runs[-1]['peak_rss_mb']} MB")

@@ -5,14 +5,15 @@
 quality: The Complete Journey (cap10: the same 801 households, splits and test baskets as
 bench/completejourney.py), scored at product level (PD_C = product_id). The two-stage ranking uses the label
 model that `wdrec train --profile completejourney-cap10` trains (default settings; reused from
-results/tmp/products/ when there) and the product tables built by the product's own code from the sessions
-before each target, ranked by the product's own code (app/products.py: `ProductRanker.rank` lists the label
-ranking's first FLAT_LABELS labels' products, `flatten` merges them by P(label) ^ LABEL_SHARPNESS x
-P(product | label, client), the share of the label the client's recency-decayed purchases give it; every
-setting is the product's). Beside it,
-G-Pop, P-Pop and TIFU-KNN (the product's own training/baselines, tuned on validation: TIFU-KNN's whole
-grid) run directly over all products. No statistic sees a validation or test basket. Each method's wall
-time and peak RSS above the RSS at its start are measured.
+results/tmp/products/ when there), its label ranking dated as the service dates a request (each history's
+session dates, the target session's date as the reference date), and the product tables built by the
+product's own code from the sessions before each target, ranked by the product's own code (app/products.py:
+`ProductRanker.rank` lists the label ranking's first FLAT_LABELS labels' products, `flatten` merges them by
+P(label) ^ LABEL_SHARPNESS x P(product | label, client), the share of the label the client's recency-decayed
+purchases give it; every setting is the product's). Beside it, G-Pop, P-Pop and TIFU-KNN (the product's
+own training/baselines, tuned on validation: TIFU-KNN's whole grid) run directly over all products. No
+statistic sees a validation or test basket. Each method's wall time and peak RSS above the RSS at its start
+are measured.
 
 tables: the `wdrec train` steps "preprocess" (load, validate, the seed's rules) and "products" (the product
 tables) on the `lpoint` preset (5.0M Product rows), timed and sampled by the pipeline's own `Steps`; then
@@ -134,7 +135,10 @@ def two_stage(pdata: ProductData, artifacts: Path) -> Rankings:
         ranker = ProductRanker(
             tables, n_clients=len(examples.clnt_ids), n_labels=vocab.n_labels, n_ages=len(vocab.ages)
         )
-        scores = recommender.score_histories(examples.histories, examples.genders, examples.ages)
+        # Dated as the service dates a request: each history's session dates and its target's date.
+        scores = recommender.score_histories(
+            examples.histories, examples.genders, examples.ages, examples.days, examples.target_days
+        )
         values, labels = scores.topk(FLAT_LABELS, dim=1)
         rankings[split] = []
         for row, (probs, ids) in enumerate(zip(values.tolist(), labels.tolist(), strict=True)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,35 @@ def test_wdrec_recommend_command_writes_csv_and_reports_bad_filters(
     failed = subprocess.run([*command, "--clac1", "없는 분류"], capture_output=True, text=True, timeout=300)
     assert failed.returncode == 2
     assert "wdrec recommend: error: Unknown CLAC1 categories in clac1: 없는 분류" in failed.stderr
+
+
+def test_a_batch_run_imports_no_pandas_and_reports_its_peak_memory(
+    tiny_artifacts: Path, tmp_path: Path
+) -> None:
+    """Rows go through polars to Arrow: pyarrow's own constructors import pandas (~0.3 s and ~40 MB that the
+    ranking never uses). In a fresh interpreter, so that nothing another test imported counts; Parquet and
+    CSV, with products and reasons."""
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from app.batch import peak_rss, write_recommendations\n"
+        "from app.recommender import Recommender\n"
+        "recommender = Recommender.load(Path(sys.argv[1]))\n"
+        "for name in ('top.parquet', 'top.csv'):\n"
+        "    out = Path(sys.argv[2]) / name\n"
+        "    write_recommendations(recommender, out, k=3, products=2, reason=True, fmt=out.suffix[1:])\n"
+        "print(json.dumps({'pandas': 'pandas' in sys.modules, 'peak': peak_rss()}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tiny_artifacts), str(tmp_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    figures = json.loads(out.stdout)
+    assert figures["pandas"] is False
+    assert figures["peak"].endswith(" MB") and int(figures["peak"].split()[0]) > 50
+    parquet, csv = pl.read_parquet(tmp_path / "top.parquet"), pl.read_csv(tmp_path / "top.csv")
+    assert parquet.columns == csv.columns and parquet.height == csv.height > 0
+    assert parquet.columns[6] == "reason" and parquet["product_rank"].max() == 2
