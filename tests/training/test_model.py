@@ -136,6 +136,63 @@ def test_calendar_features_equal_plain_python_and_vanish_without_dates() -> None
     assert not torch.allclose(later, features.calendar[0])  # the same history, 20 days on
 
 
+def dense_calendar(hist: torch.Tensor, ago: torch.Tensor) -> torch.Tensor:
+    """The calendar features over dense [B, S, N] masks: how the graph computed them before it reduced over
+    the history's entries."""
+    stats = make_model().stats
+    pres = presence(hist, len(LABEL_CLAC1))
+    bought = (pres > 0) & (ago[:, -1] >= 0).view(-1, 1, 1)
+    days = ago.clamp(min=0.0, max=stats.max_days).unsqueeze(2)
+    last = torch.where(bought, days, torch.full_like(pres, stats.never)).amin(1)
+    first = torch.where(bought, days, torch.zeros_like(pres)).amax(1)
+    repeats = (pres.sum(1) - 1).clamp(min=0)
+    own_gap = (first - last) / repeats.clamp(min=1.0)
+    gaps = torch.tensor(GAPS)
+    expected = ((repeats * own_gap + stats.prior_purchases * gaps) / (repeats + stats.prior_purchases)).clamp(
+        min=1.0
+    )
+    log_due = torch.log((last + 1.0) / expected).clamp(-stats.due_clip, stats.due_clip)
+    decayed = torch.einsum("bsn,bsk->bnk", bought.float(), torch.exp(-days / torch.tensor(DAY_TAUS)))
+    out = torch.cat(
+        [
+            torch.stack(
+                [torch.log1p(last), log_due, torch.exp(-0.5 * log_due**2), torch.log1p(expected)], -1
+            ),
+            decayed,
+        ],
+        -1,
+    )
+    return out * (last < stats.never).float().unsqueeze(2)
+
+
+def test_calendar_from_the_entries_equals_the_dense_masks_exactly() -> None:
+    """Random histories (labels anywhere in a session's row, PAD between them, a label twice in a session,
+    some rows undated, some empty), and a batch of PAD only: the same numbers to the bit as the dense
+    formulation."""
+    generator = torch.Generator().manual_seed(0)
+    n_rows = 64
+    hist = torch.full((n_rows, SCHEMA.max_sessions, SCHEMA.max_labels), PAD)
+    for b in range(n_rows):
+        for s in range(SCHEMA.max_sessions):
+            # With replacement: a label may be listed twice in a session, which counts once.
+            size = int(torch.randint(0, 4, (1,), generator=generator))
+            labels = torch.randint(0, len(LABEL_CLAC1), (size,), generator=generator)
+            columns = torch.randperm(SCHEMA.max_labels, generator=generator)[: len(labels)]
+            hist[b, s, columns] = labels
+    ago = (
+        torch.rand(n_rows, SCHEMA.max_sessions, generator=generator)
+        .mul(400.0)
+        .sort(1, descending=True)
+        .values
+    )
+    ago[::5] = -1.0  # undated rows
+    stats = make_model().stats
+    count = presence(hist, len(LABEL_CLAC1)).sum(1)
+    assert torch.equal(stats.calendar(hist, count, ago), dense_calendar(hist, ago))
+    empty = torch.full_like(hist, PAD)
+    assert stats.calendar(empty, torch.zeros_like(count), ago).abs().sum() == 0
+
+
 @pytest.mark.parametrize("start", [None, "tifu"])
 def test_contributions_sum_exactly_to_forward_and_ablations_zero_a_part(start: str | None) -> None:
     doc = torch.randn(2, 5)
