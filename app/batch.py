@@ -13,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
-from app.core.memory import freeze_long_lived
+from app.core.memory import freeze_long_lived, peak_rss_mb
 from app.errors import UnknownClientError
 from app.explain import explain_rankings, utc_today
 from app.filters import NO_FILTERS, Filters
@@ -65,8 +64,6 @@ PRODUCT_FIELDS = [
 ]
 PRODUCT_SCHEMA = pa.schema([*SCHEMA, *PRODUCT_FIELDS])
 REASON_FIELD = pa.field("reason", pa.string())  # with --reason: after the label columns
-# The polars type each product column is built in before its cast to PRODUCT_FIELDS' Arrow type.
-POLARS_TYPES = {pa.int32(): pl.Int32, pa.int64(): pl.Int64, pa.string(): pl.String, pa.float64(): pl.Float64}
 
 
 class BatchInputError(WdrecError):
@@ -199,6 +196,7 @@ def write_recommendations(
             written += frame.height
             bar.update(len(batch))
     summary = BatchSummary(clients=len(rows), rows=written, seconds=time.perf_counter() - started)
+    peak = peak_rss_mb()
     logger.info(
         "wrote %d rows for %d clients to %s in %.3f s (%.0f clients/s); peak RSS %s",
         summary.rows,
@@ -206,21 +204,9 @@ def write_recommendations(
         out,
         summary.seconds,
         summary.clients / max(summary.seconds, 1e-9),
-        peak_rss(),
+        "unknown" if peak is None else f"{peak:.0f} MB",
     )
     return summary
-
-
-def peak_rss() -> str:
-    """This process's peak resident set since it started its program, e.g. "575 MB" ("unknown" where
-    /proc is missing). VmHWM, not getrusage's ru_maxrss, which also counts the parent's pages a child held
-    between fork and exec."""
-    try:
-        status = Path("/proc/self/status").read_text()
-    except OSError:
-        return "unknown"
-    found = re.search(r"VmHWM:\s+(\d+) kB", status)
-    return f"{int(found[1]) / 1024:.0f} MB" if found else "unknown"
 
 
 def _frame(
@@ -252,7 +238,8 @@ def _frame(
 
 
 def _with_products(frame: pl.DataFrame, lists: Sequence[Sequence[RankedProduct]]) -> pl.DataFrame:
-    """`frame`'s label rows, each repeated once per product of `lists[row]` with the product columns."""
+    """`frame`'s label rows, each repeated once per product of `lists[row]` with the product columns (typed
+    by the cast to the file's schema when written)."""
     take: list[int] = []
     columns: list[list[object]] = [[] for _ in PRODUCT_FIELDS]
     for row, products in enumerate(lists):
@@ -266,8 +253,7 @@ def _with_products(frame: pl.DataFrame, lists: Sequence[Sequence[RankedProduct]]
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
     return frame[take].with_columns(
-        pl.Series(field.name, column, dtype=POLARS_TYPES[field.type])
-        for field, column in zip(PRODUCT_FIELDS, columns, strict=True)
+        pl.Series(field.name, column) for field, column in zip(PRODUCT_FIELDS, columns, strict=True)
     )
 
 

@@ -36,6 +36,7 @@ import httpx
 import polars as pl
 import uvloop
 
+from app.core.memory import peak_rss_mb
 from bench import RESULTS, targets_table, write_results
 from bench.serve import DEFAULT_ROOT, all_client_ids, ensure_artifacts
 from tests.e2e.conftest import running_server
@@ -47,8 +48,7 @@ K = 10
 
 def tree_peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) of `pid` plus, recursively, of its children, in MB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    own = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    own = peak_rss_mb(pid) or 0.0
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return own + sum(tree_peak_rss_mb(int(child)) for child in children)
 
