@@ -139,7 +139,7 @@ def run(artifacts: Path, *, clients: int, rounds: int) -> dict[str, Any]:
     client_ids = [recommender.client_id_at(row) for row in rows]
     with tempfile.TemporaryDirectory() as folder:
         result = {
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared by five engineers' work",
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other work",
             "load_average_at_start": os.getloadavg()[0],
             "model": recommender.version,
             "clients": len(rows),

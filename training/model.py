@@ -21,8 +21,7 @@ from torch import nn
 
 from training.config import ModelConfig
 from training.features import FeatureSchema
-from training.start import BaselineStart, StartFeatures
-from training.start import presence as label_presence
+from training.start import BaselineStart, Entries, StartFeatures, history_entries
 
 # Per-session decays of the decayed counts: 0.5 looks at the last session or two (what is due now),
 # 0.8 at the whole kept history. The first one also feeds the co-purchase map.
@@ -44,7 +43,6 @@ NEVER = 1.0e4  # "days since" of a label never bought (masked out of every featu
 class HistoryFeatures(NamedTuple):
     """What the model derives from a batch's raw ids (see `HistoryStats.forward` for the formulas)."""
 
-    presence: torch.Tensor  # [B, S, N] 1 where session s holds label n
     counts: torch.Tensor  # [B, N] sessions holding n
     repeat: torch.Tensor  # [B, N, len(REPEAT_FEATURES)]
     calendar: torch.Tensor  # [B, N, len(CALENDAR_FEATURES)] (0 where the row has no dates)
@@ -67,12 +65,6 @@ class WideTerms(NamedTuple):
     copurchase: torch.Tensor
     start_own: torch.Tensor
     start_neighbours: torch.Tensor
-
-
-def _used_width(hist: torch.Tensor) -> int:
-    """How many of `hist`'s [B, S, L] label columns hold a label anywhere (at least 1): the rest is PAD."""
-    used = (hist >= 0).flatten(0, 1).any(0).nonzero()
-    return int(used.max().item()) + 1 if used.numel() > 0 else 1
 
 
 class HistoryStats(nn.Module):
@@ -106,30 +98,20 @@ class HistoryStats(nn.Module):
         ago = torch.arange(s - 1, -1, -1, dtype=torch.float32)
         self.register_buffer("decay", torch.tensor(DECAYS).view(1, -1) ** ago.view(-1, 1))
 
-    def calendar(self, hist: torch.Tensor, count: torch.Tensor, ago: torch.Tensor) -> torch.Tensor:
-        """`CALENDAR_FEATURES` [B, N, K] from the days `ago` [B, S] of each session (see the constants).
-
-        Reduced over the history's (session, label) entries rather than over dense [B, S, N] masks: a
-        session holds a few labels of the N, so this is 2-3x cheaper, and it gives the same numbers (the
-        minima and maxima exactly; each day-decayed sum adds its terms in session order, as the dense
-        contraction did; a label listed twice in a session counts once, as in `presence`)."""
+    def calendar(self, entries: Entries, count: torch.Tensor, ago: torch.Tensor) -> torch.Tensor:
+        """`CALENDAR_FEATURES` [B, N, K] from the days `ago` [B, S] of each session (see the constants),
+        reduced over the history's entries: the minima and maxima exactly, each day-decayed sum adding its
+        terms in session order."""
         n = self.label_gap.shape[0]
-        hist = hist[:, :, : _used_width(hist)]
         dated = ago[:, -1] >= 0  # FeatureBuilder dates all of a row's sessions, or none
-        width = hist.shape[2]
-        earlier = torch.ones(width, width, device=hist.device).tril(diagonal=-1) > 0  # [j, i]: i before j
-        repeated = ((hist.unsqueeze(3) == hist.unsqueeze(2)) & earlier).any(3)  # a label twice in a session
-        bought = (hist >= 0) & ~repeated & dated.view(-1, 1, 1)
-        days = ago.clamp(min=0.0, max=self.max_days).unsqueeze(2).expand_as(hist)
-        # One slot per (row, label) plus a slot per row that PAD and undated entries fall into.
-        rows = torch.arange(hist.shape[0], device=hist.device).view(-1, 1, 1) * (n + 1)
-        slot = (rows + torch.where(bought, hist, torch.full_like(hist, n))).flatten()
-        flat = days.flatten()
-        size = hist.shape[0] * (n + 1)
-        last = torch.full([size], self.never, device=hist.device).scatter_reduce(0, slot, flat, "amin")
-        first = torch.zeros(size, device=hist.device).scatter_reduce(0, slot, flat, "amax")
-        weights = torch.exp(-flat.unsqueeze(1) / self.day_taus)
-        decayed = torch.zeros(size, weights.shape[1], device=hist.device).index_add_(0, slot, weights)
+        days = ago.clamp(min=0.0, max=self.max_days)[entries.row, entries.session]
+        # One slot per (row, label) plus a slot per row that undated entries fall into.
+        slot = entries.row * (n + 1) + torch.where(dated[entries.row], entries.label, n)
+        size = entries.n_rows * (n + 1)
+        last = torch.full([size], self.never, device=ago.device).scatter_reduce(0, slot, days, "amin")
+        first = torch.zeros(size, device=ago.device).scatter_reduce(0, slot, days, "amax")
+        weights = torch.exp(-days.unsqueeze(1) / self.day_taus)
+        decayed = torch.zeros(size, weights.shape[1], device=ago.device).index_add_(0, slot, weights)
         last = last.view(-1, n + 1)[:, :n]
         first = first.view(-1, n + 1)[:, :n]
         decayed = decayed.view(-1, n + 1, weights.shape[1])[:, :n]
@@ -153,31 +135,35 @@ class HistoryStats(nn.Module):
         return features * (last < self.never).float().unsqueeze(2)
 
     def forward(
-        self, hist: torch.Tensor, ago: torch.Tensor, gender: torch.Tensor, age: torch.Tensor
+        self, entries: Entries, ago: torch.Tensor, gender: torch.Tensor, age: torch.Tensor
     ) -> HistoryFeatures:
         """repeat per label: log1p(count), count over the non-empty sessions, 1/(1 + sessions since its
         newest session) (0 if never), in the newest session (0/1), then per d in DECAYS the sum over
-        sessions holding it of d^(sessions ago)."""
-        presence = label_presence(hist, self.label_clac1.shape[0])
-        count = presence.sum(1)
-        n_sessions = (hist >= 0).any(2).sum(1).clamp(min=1).float()
-        place = torch.arange(1, self.max_sessions + 1, dtype=torch.float32, device=hist.device)
-        newest = (presence * place.view(1, -1, 1)).amax(1)  # 1-based slot of the newest session holding n
+        sessions holding it of d^(sessions ago), added in session order. Each is a sum or maximum over the
+        history's entries, scattered into [B, N]."""
+        n, batch = self.label_clac1.shape[0], entries.n_rows
+        flat = batch * n
+        ones = torch.ones(entries.slot.shape[0], device=ago.device)
+        count = torch.zeros(flat, device=ago.device).index_add_(0, entries.slot, ones).view(batch, n)
+        place = (entries.session + 1).float()  # 1-based slot of the session
+        newest = torch.zeros(flat, device=ago.device).scatter_reduce(0, entries.slot, place, "amax")
+        newest = newest.view(batch, n)
         recency = torch.where(newest > 0, 1.0 / (1.0 + self.max_sessions - newest), torch.zeros_like(newest))
-        decayed = torch.einsum("bsn,sk->bnk", presence, self.decay)
-        share = count / n_sessions.unsqueeze(1)
-        basic = torch.stack([torch.log1p(count), share, recency, presence[:, -1, :]], dim=-1)
+        decayed = torch.zeros(flat, self.decay.shape[1], device=ago.device)
+        decayed = decayed.index_add_(0, entries.slot, self.decay[entries.session]).view(batch, n, -1)
+        share = count / entries.n_sessions.clamp(min=1).float().unsqueeze(1)
+        in_newest = (newest == self.max_sessions).float()
+        basic = torch.stack([torch.log1p(count), share, recency, in_newest], dim=-1)
         clac1 = (count @ self.label_clac1).clamp(max=1.0)
         n_clac1 = clac1.shape[1]
         cross_base = (gender * self.n_ages + age) * n_clac1
-        demo_cross = cross_base.unsqueeze(1) + torch.arange(n_clac1, device=hist.device)
+        demo_cross = cross_base.unsqueeze(1) + torch.arange(n_clac1, device=ago.device)
         pair = (clac1.unsqueeze(2) * clac1.unsqueeze(1) * self.pair_mask).flatten(1)
-        empty = torch.zeros(hist.shape[0], 0, device=hist.device)
+        empty = torch.zeros(batch, 0, device=ago.device)
         return HistoryFeatures(
-            presence=presence,
             counts=count,
             repeat=torch.cat([basic, decayed], dim=-1),
-            calendar=self.calendar(hist, count, ago),
+            calendar=self.calendar(entries, count, ago),
             recent=decayed[:, :, 0],
             clac1=clac1,
             demo_cross=demo_cross,
@@ -266,9 +252,10 @@ class Deep(nn.Module):
         self.pair = nn.Linear(n_pair + emb, width)
         layers: list[nn.Module] = []
         for size in config.hidden[1:]:
-            layers += [nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(width, size)]
+            layers += [nn.ReLU(inplace=True), nn.Dropout(config.dropout), nn.Linear(width, size)]
             width = size
-        self.mlp = nn.Sequential(*layers, nn.ReLU(), nn.Dropout(config.dropout))
+        # In place: each ReLU follows a fresh Linear output ([B, K, width]: no second copy of it).
+        self.mlp = nn.Sequential(*layers, nn.ReLU(inplace=True), nn.Dropout(config.dropout))
         self.out = nn.Linear(width, 1)
         for layer in (self.context, self.pair, *[m for m in layers if isinstance(m, nn.Linear)]):
             nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")  # He init, as the seed
@@ -288,15 +275,22 @@ class Deep(nn.Module):
         context = self.context(torch.cat([self.gender_emb(gender), self.age_emb(age), doc_vec, taste], dim=1))
         client = self.client_out(torch.relu(context))
         chosen = (wide + client).detach() + torch.log1p(f.counts)
-        idx = chosen.topk(self.candidates, dim=1).indices  # [B, K]
-        start = (
-            torch.stack([f.start.own, f.start.neighbours], dim=-1)
-            if self.has_start
-            else torch.zeros_like(f.repeat[:, :, :2])
-        )
-        per_label = torch.cat([f.repeat, f.calendar, start], dim=-1)
-        pair = per_label.gather(1, idx.unsqueeze(2).expand(-1, -1, per_label.shape[2]))
-        hidden = self.pair(torch.cat([pair, self.label_emb[idx]], dim=-1)) + context.unsqueeze(1)
+        idx = chosen.topk(
+            self.candidates, dim=1, sorted=False
+        ).indices  # [B, K]: a set, in no particular order
+        # Each family gathered at the candidates before they are joined: [B, K, .], not [B, N, .].
+        rows = idx.unsqueeze(2)
+        parts = [f.repeat.gather(1, rows.expand(-1, -1, f.repeat.shape[2])),
+                 f.calendar.gather(1, rows.expand(-1, -1, f.calendar.shape[2]))]  # fmt: skip
+        if self.has_start:
+            parts += [f.start.own.gather(1, idx).unsqueeze(2), f.start.neighbours.gather(1, idx).unsqueeze(2)]
+        else:
+            parts.append(torch.zeros(idx.shape[0], idx.shape[1], 2, device=idx.device))
+        parts.append(self.label_emb[idx])
+        # The first layer as a matmul plus (its bias + the client's context) per row, added in place: faster
+        # than nn.Linear's addmm, which first copies the broadcast bias into its [B x K, width] output.
+        first = torch.matmul(torch.cat(parts, dim=-1), self.pair.weight.t())
+        hidden = first.add_((context + self.pair.bias).unsqueeze(1))  # the mlp's ReLU comes first
         scored = self.out(self.mlp(hidden)).squeeze(-1)
         return client.scatter_add(1, idx, scored)
 
@@ -342,15 +336,15 @@ class WideAndDeep(nn.Module):
     ) -> HistoryFeatures:
         """`HistoryFeatures` of a batch; `exclude` [B] is each example's own neighbour-pool row (training
         passes it so no client is its own neighbour; serving never does)."""
-        f = self.stats(hist, ago, gender, age)
+        entries = history_entries(hist, self.stats.label_clac1.shape[0])
+        f = self.stats(entries, ago, gender, age)
         start = self.wide.start
         if start is None:
             return f
-        own_and_neighbours = start(f.presence, exclude)  # TorchScript has no NamedTuple._replace
+        own_and_neighbours = start(entries, exclude)  # TorchScript has no NamedTuple._replace
         return HistoryFeatures(
-            f.presence, f.counts, f.repeat, f.calendar, f.recent, f.clac1, f.demo_cross, f.pair,
-            own_and_neighbours,
-        )  # fmt: skip
+            f.counts, f.repeat, f.calendar, f.recent, f.clac1, f.demo_cross, f.pair, own_and_neighbours
+        )
 
     @torch.jit.export
     def contributions(
@@ -416,7 +410,7 @@ class WideAndDeep(nn.Module):
         """[B, K, N]: what each history label h adds to the co-purchase term of label labels[b, k] [B, K],
         recent[b, h] x (co_in[h] . co_out[:, labels[b, k]]); summed over h, `explain`'s `copurchase` at
         those labels. Takes `forward`'s inputs after `labels`: `model.copurchase_sources(labels, *inputs)`."""
-        recent = self.stats(hist, ago, gender, age).recent
+        recent = self.stats(history_entries(hist, self.stats.label_clac1.shape[0]), ago, gender, age).recent
         if not self.use_wide:
             return torch.zeros(labels.shape[0], labels.shape[1], recent.shape[1], device=recent.device)
         weight = torch.einsum("hr,rbk->bkh", self.wide.co_in, self.wide.co_out[:, labels])

@@ -21,10 +21,32 @@ TIE_COUNTS = 1e-2  # P-Pop's sums are session counts / n, at least 1 / max_sessi
 TIE_CONTINUOUS = 1e-5  # decayed, similarity- or neighbour-weighted sums: gaps can be small
 
 
-def presence(hist: torch.Tensor, n_labels: int) -> torch.Tensor:
-    """[B, S, N] 1 where session s of `hist` [B, S, L] (label ids, PAD -1) holds label n."""
-    out = torch.zeros(hist.shape[0], hist.shape[1], n_labels, dtype=torch.float32, device=hist.device)
-    return out.scatter_add_(2, hist.clamp(min=0), (hist >= 0).float()).clamp(max=1.0)
+class Entries(NamedTuple):
+    """A batch's history as its distinct (row, session, label) entries, in (row, session, label) order: a
+    session holds a few labels of the N, so every per-label sum runs over these, not over [B, S, N]."""
+
+    row: torch.Tensor  # [E] int64
+    session: torch.Tensor  # [E] int64, the session's slot: right-aligned, S - 1 is the newest
+    label: torch.Tensor  # [E] int64
+    slot: torch.Tensor  # [E] int64, row * N + label: where the entry lands in a flattened [B, N]
+    n_sessions: torch.Tensor  # [B] int64, the row's non-empty sessions
+    n_rows: int  # B
+    max_sessions: int  # S
+
+
+def history_entries(hist: torch.Tensor, n_labels: int) -> Entries:
+    """The `Entries` of `hist` [B, S, L] (label ids, PAD -1); a label twice in a session counts once."""
+    n_rows, max_sessions = hist.shape[0], hist.shape[1]
+    place = torch.arange(n_rows * max_sessions, device=hist.device).view(n_rows, max_sessions, 1)
+    listed = hist >= 0
+    key = torch.unique((place * n_labels + hist)[listed], sorted=True)
+    label = key % n_labels
+    row_session = torch.div(key, n_labels, rounding_mode="floor")
+    row = torch.div(row_session, max_sessions, rounding_mode="floor")
+    return Entries(
+        row, row_session % max_sessions, label, row * n_labels + label, listed.any(2).sum(1), n_rows,
+        max_sessions,
+    )  # fmt: skip
 
 
 def tifu_weights(
@@ -105,7 +127,7 @@ class StartFeatures(NamedTuple):
 
 
 class BaselineStart(nn.Module):
-    """The baseline of a `StartSpec`, computed from the history's presence tensor, with trainable weights:
+    """The baseline of a `StartSpec`, computed from the history's `Entries`, with trainable weights:
     own x (own_shared + own_label) + neighbours x (neighbour_shared + neighbour_label), started at
     `StartSpec.weights`. Neighbours are searched in a fixed pool of training clients'
     own vectors (at most `StartConfig.neighbour_pool` rows), so a request's cost does not grow with the
@@ -135,13 +157,18 @@ class BaselineStart(nn.Module):
         self.neighbour_shared = nn.Parameter(torch.full((1,), near))
         self.neighbour_label = nn.Parameter(torch.zeros(n_labels))
 
-    def own(self, presence: torch.Tensor) -> torch.Tensor:
+    def own(self, entries: Entries) -> torch.Tensor:
         """[B, N] the TIFU-weighted sum of the history's baskets (`tifu_weights`), through the label
-        similarity if set. `presence` [B, S, N]: right-aligned, so the valid baskets are the newest n."""
-        valid = presence.amax(2) > 0
-        n = valid.sum(1, keepdim=True)
-        weight = tifu_weights(self.sessions_ago.unsqueeze(0), n, self.group_size, self.within, self.across)
-        vector = torch.einsum("bsn,bs->bn", presence, weight * valid.float())
+        similarity if set. Sessions are right-aligned, so a row's baskets are its newest n_sessions."""
+        n_labels = self.own_label.shape[0]
+        weight = tifu_weights(
+            self.sessions_ago[entries.session], entries.n_sessions[entries.row], self.group_size, self.within,
+            self.across,
+        )  # fmt: skip
+        vector = torch.zeros(entries.n_rows * n_labels, device=weight.device).index_add_(
+            0, entries.slot, weight
+        )
+        vector = vector.view(entries.n_rows, n_labels)
         return vector @ self.similarity if self.use_similarity else vector
 
     def set_pool(self, own: torch.Tensor) -> None:
@@ -152,9 +179,9 @@ class BaselineStart(nn.Module):
     def set_similarity(self, similarity: torch.Tensor) -> None:
         self.similarity = similarity.float().contiguous()
 
-    def forward(self, presence: torch.Tensor, exclude: torch.Tensor | None) -> StartFeatures:
+    def forward(self, entries: Entries, exclude: torch.Tensor | None) -> StartFeatures:
         """The features of a batch; `exclude` [B]: each example's own pool row, or -1 (training only)."""
-        own = self.own(presence)
+        own = self.own(entries)
         k = min(self.k, self.pool.shape[0] - 1)
         if k <= 0:
             return StartFeatures(own, torch.zeros_like(own))

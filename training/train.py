@@ -20,7 +20,7 @@ from training.dataset import Vocabulary
 from training.features import Examples, FeatureSchema, ModelInputs
 from training.metrics import mean_ndcg
 from training.model import HistoryFeatures, WideAndDeep
-from training.start import BaselineStart, presence
+from training.start import BaselineStart, history_entries
 
 log = logging.getLogger(__name__)
 FEATURE_BATCH = 512  # examples per batch when computing features once
@@ -102,7 +102,7 @@ def build_start(
     baseline.configure_start(start)
     if start.k > 0:
         with torch.no_grad():
-            own = [start.own(presence(h.long(), schema.n_labels)) for h in pool_hist.split(256)]
+            own = [start.own(history_entries(h.long(), schema.n_labels)) for h in pool_hist.split(256)]
         start.set_pool(torch.cat(own))
     return start
 
@@ -163,15 +163,13 @@ def param_groups(model: WideAndDeep, config: TrainConfig) -> list[dict[str, Any]
 
 def precompute_features(model: WideAndDeep, split: EncodedSplit) -> HistoryFeatures:
     """Every example's `HistoryFeatures`, computed once: they hold no trainable weight, so each epoch would
-    compute the same again. The presence tensor, which only feeds the other features, is not kept."""
+    compute the same again."""
     parts = []
     with torch.no_grad():
         for start in range(0, len(split.examples), FEATURE_BATCH):
             b = ModelInputs(*(t[start : start + FEATURE_BATCH] for t in split.inputs))
-            f = model.features(
-                b.hist.long(), b.ago, b.gender, b.age, split.exclude[start : start + FEATURE_BATCH]
-            )
-            parts.append(f._replace(presence=torch.zeros(f.counts.shape[0], 0, 0)))
+            own_row = split.exclude[start : start + FEATURE_BATCH]
+            parts.append(model.features(b.hist.long(), b.ago, b.gender, b.age, own_row))
     return _concat(parts)
 
 

@@ -17,7 +17,15 @@ from training.baselines.knn import tifu_vectors
 from training.config import ModelConfig
 from training.features import PAD, FeatureSchema
 from training.model import CALENDAR_FEATURES, DAY_TAUS, DECAYS, REPEAT_FEATURES, WideAndDeep
-from training.start import SCALE, BaselineStart, StartSpec, nearest, neighbour_mean, presence
+from training.start import (
+    SCALE,
+    BaselineStart,
+    StartSpec,
+    history_entries,
+    nearest,
+    neighbour_mean,
+    tifu_weights,
+)
 
 LABEL_CLAC1 = [0, 0, 1, 1, 2, 2, 2]  # 7 labels under 3 CLAC1
 SCHEMA = FeatureSchema(
@@ -55,7 +63,7 @@ TIFU = StartSpec("TIFU-KNN", group_size=2, within=0.9, across=0.7, neighbours=2,
 def make_start(spec: StartSpec = TIFU) -> BaselineStart:
     start = BaselineStart(spec, 7, 4)
     with torch.no_grad():
-        start.set_pool(start.own(presence(POOL_HIST, 7)))
+        start.set_pool(start.own(history_entries(POOL_HIST, 7)))
     return start
 
 
@@ -136,11 +144,30 @@ def test_calendar_features_equal_plain_python_and_vanish_without_dates() -> None
     assert not torch.allclose(later, features.calendar[0])  # the same history, 20 days on
 
 
-def dense_calendar(hist: torch.Tensor, ago: torch.Tensor) -> torch.Tensor:
-    """The calendar features over dense [B, S, N] masks: how the graph computed them before it reduced over
+def presence(hist: torch.Tensor) -> torch.Tensor:
+    """[B, S, N] 1 where session s of `hist` holds label n: the dense mask the graph once reduced over."""
+    out = torch.zeros(hist.shape[0], hist.shape[1], len(LABEL_CLAC1))
+    return out.scatter_add_(2, hist.clamp(min=0), (hist >= 0).float()).clamp(max=1.0)
+
+
+def dense_repeat(hist: torch.Tensor) -> torch.Tensor:
+    """The repeat features over the dense [B, S, N] mask: how the graph computed them before it reduced over
     the history's entries."""
+    pres, s = presence(hist), hist.shape[1]
+    count = pres.sum(1)
+    n_sessions = (hist >= 0).any(2).sum(1).clamp(min=1).float()
+    newest = (pres * torch.arange(1, s + 1, dtype=torch.float32).view(1, -1, 1)).amax(1)
+    recency = torch.where(newest > 0, 1.0 / (1.0 + s - newest), torch.zeros_like(newest))
+    ago = torch.arange(s - 1, -1, -1, dtype=torch.float32)
+    decayed = torch.einsum("bsn,sk->bnk", pres, torch.tensor(DECAYS).view(1, -1) ** ago.view(-1, 1))
+    basic = torch.stack([torch.log1p(count), count / n_sessions.unsqueeze(1), recency, pres[:, -1, :]], -1)
+    return torch.cat([basic, decayed], -1)
+
+
+def dense_calendar(hist: torch.Tensor, ago: torch.Tensor) -> torch.Tensor:
+    """The calendar features over dense [B, S, N] masks, as the graph once computed them."""
     stats = make_model().stats
-    pres = presence(hist, len(LABEL_CLAC1))
+    pres = presence(hist)
     bought = (pres > 0) & (ago[:, -1] >= 0).view(-1, 1, 1)
     days = ago.clamp(min=0.0, max=stats.max_days).unsqueeze(2)
     last = torch.where(bought, days, torch.full_like(pres, stats.never)).amin(1)
@@ -165,10 +192,10 @@ def dense_calendar(hist: torch.Tensor, ago: torch.Tensor) -> torch.Tensor:
     return out * (last < stats.never).float().unsqueeze(2)
 
 
-def test_calendar_from_the_entries_equals_the_dense_masks_exactly() -> None:
+def test_features_from_the_entries_equal_the_dense_masks_exactly() -> None:
     """Random histories (labels anywhere in a session's row, PAD between them, a label twice in a session,
-    some rows undated, some empty), and a batch of PAD only: the same numbers to the bit as the dense
-    formulation."""
+    some rows undated, some empty), and a batch of PAD only: the repeat and calendar features and the start's
+    own vector are the same numbers to the bit as the dense formulation."""
     generator = torch.Generator().manual_seed(0)
     n_rows = 64
     hist = torch.full((n_rows, SCHEMA.max_sessions, SCHEMA.max_labels), PAD)
@@ -186,11 +213,20 @@ def test_calendar_from_the_entries_equals_the_dense_masks_exactly() -> None:
         .values
     )
     ago[::5] = -1.0  # undated rows
-    stats = make_model().stats
-    count = presence(hist, len(LABEL_CLAC1)).sum(1)
-    assert torch.equal(stats.calendar(hist, count, ago), dense_calendar(hist, ago))
-    empty = torch.full_like(hist, PAD)
-    assert stats.calendar(empty, torch.zeros_like(count), ago).abs().sum() == 0
+    gender, age = torch.zeros(n_rows, dtype=torch.long), torch.zeros(n_rows, dtype=torch.long)
+    model = make_model(start=make_start())
+    features = model.features(hist, ago, gender, age)
+    assert torch.equal(features.counts, presence(hist).sum(1))
+    assert torch.equal(features.repeat, dense_repeat(hist))
+    assert torch.equal(features.calendar, dense_calendar(hist, ago))
+    start = model.wide.start
+    assert start is not None
+    n = (hist >= 0).any(2).sum(1, keepdim=True)
+    weight = tifu_weights(start.sessions_ago.unsqueeze(0), n, start.group_size, start.within, start.across)
+    valid = (presence(hist).amax(2) > 0).float()
+    assert torch.equal(features.start.own, torch.einsum("bsn,bs->bn", presence(hist), weight * valid))
+    empty = model.features(torch.full_like(hist, PAD), ago, gender, age)
+    assert empty.repeat.abs().sum() == 0 and empty.calendar.abs().sum() == 0 and empty.counts.sum() == 0
 
 
 @pytest.mark.parametrize("start", [None, "tifu"])
@@ -276,14 +312,14 @@ def test_in_graph_own_vector_equals_the_tifu_knn_baseline(decay: tuple[int, floa
     group_size, within, across = decay
     start = BaselineStart(StartSpec("TIFU-KNN", group_size, within, across), 7, 4)
     expected = tifu_vectors(baskets_of(POOL_HIST), group_size=group_size, within=within, across=across)
-    assert start.own(presence(POOL_HIST, 7)).numpy() == pytest.approx(expected, abs=1e-6)
+    assert start.own(history_entries(POOL_HIST, 7)).numpy() == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize(("k", "exclude"), [(1, [-1, -1]), (2, [1, -1]), (3, [0, 3])])
 def test_in_graph_neighbour_mean_equals_plain_numpy(k: int, exclude: list[int]) -> None:
     start = make_start(StartSpec("TIFU-KNN", 2, 0.9, 0.7, neighbours=k, alpha=0.3))
-    got = start(presence(HIST, 7), torch.tensor(exclude)).neighbours
-    own = start.own(presence(HIST, 7)).numpy()
+    got = start(history_entries(HIST, 7), torch.tensor(exclude)).neighbours
+    own = start.own(history_entries(HIST, 7)).numpy()
     pool = start.pool.numpy()
     for b in range(2):
         dist = ((pool - own[b]) ** 2).sum(1)
