@@ -68,7 +68,8 @@ class WideTerms(NamedTuple):
 
 
 class HistoryStats(nn.Module):
-    """Raw ids -> `HistoryFeatures` (no weights: the same features feed the wide and the deep part)."""
+    """Raw ids -> `HistoryFeatures` (no weights: the same features feed the wide and the deep part), every
+    per-label figure reduced over the history's `Entries`."""
 
     n_ages: Final[int]
     max_sessions: Final[int]
@@ -97,6 +98,10 @@ class HistoryStats(nn.Module):
         self.register_buffer("pair_mask", torch.ones(c, c).triu(diagonal=1))
         ago = torch.arange(s - 1, -1, -1, dtype=torch.float32)
         self.register_buffer("decay", torch.tensor(DECAYS).view(1, -1) ** ago.view(-1, 1))
+
+    def entries(self, hist: torch.Tensor) -> Entries:
+        """The `Entries` of `hist` [B, S, L] (label ids, PAD -1), over this graph's labels."""
+        return history_entries(hist, self.label_clac1.shape[0])
 
     def calendar(self, entries: Entries, count: torch.Tensor, ago: torch.Tensor) -> torch.Tensor:
         """`CALENDAR_FEATURES` [B, N, K] from the days `ago` [B, S] of each session (see the constants),
@@ -336,7 +341,7 @@ class WideAndDeep(nn.Module):
     ) -> HistoryFeatures:
         """`HistoryFeatures` of a batch; `exclude` [B] is each example's own neighbour-pool row (training
         passes it so no client is its own neighbour; serving never does)."""
-        entries = history_entries(hist, self.stats.label_clac1.shape[0])
+        entries = self.stats.entries(hist)
         f = self.stats(entries, ago, gender, age)
         start = self.wide.start
         if start is None:
@@ -410,7 +415,7 @@ class WideAndDeep(nn.Module):
         """[B, K, N]: what each history label h adds to the co-purchase term of label labels[b, k] [B, K],
         recent[b, h] x (co_in[h] . co_out[:, labels[b, k]]); summed over h, `explain`'s `copurchase` at
         those labels. Takes `forward`'s inputs after `labels`: `model.copurchase_sources(labels, *inputs)`."""
-        recent = self.stats(history_entries(hist, self.stats.label_clac1.shape[0]), ago, gender, age).recent
+        recent = self.stats(self.stats.entries(hist), ago, gender, age).recent
         if not self.use_wide:
             return torch.zeros(labels.shape[0], labels.shape[1], recent.shape[1], device=recent.device)
         weight = torch.einsum("hr,rbk->bkh", self.wide.co_in, self.wide.co_out[:, labels])
