@@ -280,9 +280,8 @@ class Deep(nn.Module):
         context = self.context(torch.cat([self.gender_emb(gender), self.age_emb(age), doc_vec, taste], dim=1))
         client = self.client_out(torch.relu(context))
         chosen = (wide + client).detach() + torch.log1p(f.counts)
-        idx = chosen.topk(
-            self.candidates, dim=1, sorted=False
-        ).indices  # [B, K]: a set, in no particular order
+        # [B, K]: a set, in no particular order (sorting it cost as much as choosing it)
+        idx = chosen.topk(self.candidates, dim=1, sorted=False).indices
         # Each family gathered at the candidates before they are joined: [B, K, .], not [B, N, .].
         rows = idx.unsqueeze(2)
         parts = [f.repeat.gather(1, rows.expand(-1, -1, f.repeat.shape[2])),

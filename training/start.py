@@ -31,7 +31,6 @@ class Entries(NamedTuple):
     slot: torch.Tensor  # [E] int64, row * N + label: where the entry lands in a flattened [B, N]
     n_sessions: torch.Tensor  # [B] int64, the row's non-empty sessions
     n_rows: int  # B
-    max_sessions: int  # S
 
 
 def history_entries(hist: torch.Tensor, n_labels: int) -> Entries:
@@ -43,10 +42,8 @@ def history_entries(hist: torch.Tensor, n_labels: int) -> Entries:
     label = key % n_labels
     row_session = torch.div(key, n_labels, rounding_mode="floor")
     row = torch.div(row_session, max_sessions, rounding_mode="floor")
-    return Entries(
-        row, row_session % max_sessions, label, row * n_labels + label, listed.any(2).sum(1), n_rows,
-        max_sessions,
-    )  # fmt: skip
+    slot = row * n_labels + label
+    return Entries(row, row_session % max_sessions, label, slot, listed.any(2).sum(1), n_rows)
 
 
 def tifu_weights(
