@@ -120,7 +120,7 @@ class BatchScorer:
 
 def score_batch(recommender: Recommender, jobs: Sequence[Job]) -> list[Outcome]:
     """Each job's ranking, or the ServiceError it raised; the valid queries share one forward pass."""
-    states = recorded_states(jobs)
+    states = recorded_states(jobs, recommender.max_sessions)
     parsed: list[Query | ServiceError] = []
     lives: list[LiveClient | None] = []
     for job in jobs:
@@ -128,7 +128,7 @@ def score_batch(recommender: Recommender, jobs: Sequence[Job]) -> list[Outcome]:
         try:
             if not isinstance(job, ClientJob):
                 parsed.append(job())
-            elif isinstance(state := states[job.store], ServiceError):
+            elif isinstance(state := states[job.store, job.today], ServiceError):
                 parsed.append(state)
             else:
                 live = state.get(job.client_id)
@@ -149,17 +149,18 @@ def score_batch(recommender: Recommender, jobs: Sequence[Job]) -> list[Outcome]:
 
 
 def recorded_states(
-    jobs: Sequence[Job],
-) -> dict[SessionStore, dict[int, LiveClient] | ServiceError]:
-    """The recorded state of the client jobs' clients, one read per store, or the store's error."""
-    wanted: dict[SessionStore, set[int]] = {}
+    jobs: Sequence[Job], newest: int
+) -> dict[tuple[SessionStore, dt.date], dict[int, LiveClient] | ServiceError]:
+    """The recorded state of the client jobs' clients as of each job's date (its newest `newest` sessions
+    up to that date: what the model sees), one read per store and date, or the store's error."""
+    wanted: dict[tuple[SessionStore, dt.date], set[int]] = {}
     for job in jobs:
         if isinstance(job, ClientJob):
-            wanted.setdefault(job.store, set()).add(job.client_id)
-    states: dict[SessionStore, dict[int, LiveClient] | ServiceError] = {}
-    for store, client_ids in wanted.items():
+            wanted.setdefault((job.store, job.today), set()).add(job.client_id)
+    states: dict[tuple[SessionStore, dt.date], dict[int, LiveClient] | ServiceError] = {}
+    for (store, today), client_ids in wanted.items():
         try:
-            states[store] = store.clients(client_ids)
+            states[store, today] = store.clients(client_ids, newest=newest, until=today)
         except ServiceError as exc:
-            states[store] = exc
+            states[store, today] = exc
     return states

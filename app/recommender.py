@@ -185,6 +185,11 @@ class Recommender:
         return str(self.metadata["version"])
 
     @property
+    def max_sessions(self) -> int:
+        """How many of a history's newest sessions the model sees."""
+        return self.artifacts.builder.schema.max_sessions
+
+    @property
     def n_clients(self) -> int:
         return len(self._client_ids)
 

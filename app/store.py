@@ -4,28 +4,40 @@ Every write is committed (durable: see app/db/engine.py) before it returns and r
 revision; a session is stored whole or not at all. Recording is idempotent on (client, session ID): the same
 session again returns the stored one, another body under the same ID is a SessionConflictError.
 
-On SQLite, a process's concurrent writes are committed together (`GroupCommit`): each commit waits for an
-fsync, and one writer at a time holds the file's write lock, so committing writes one by one queues every
-writer behind every other's fsync (and behind SQLite's busy-wait sleeps). PostgreSQL commits concurrent
-transactions together by itself.
+On SQLite, a process's concurrent writes are committed together (app/db/group_commit.py). PostgreSQL
+commits concurrent transactions together by itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
-import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from functools import wraps
-from typing import Any, Generic, ParamSpec, TypeVar
+from functools import partial, wraps
+from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, Row, select
+import anyio.to_thread
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Engine,
+    Executable,
+    Row,
+    Select,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from app.core.config import Settings
 from app.db.engine import database_url, open_database, writing
+from app.db.group_commit import GroupCommit
 from app.db.tables import clients, sessions
 from app.errors import SessionConflictError, StoreUnavailableError
 from app.live import LiveClient, RecordedSession
@@ -53,26 +65,39 @@ class NewSession:
         return self.products is not None or self.labels == stored.labels
 
 
-class _Taken(Exception):
-    """The session ID is taken by `stored`."""
-
-    def __init__(self, stored: RecordedSession) -> None:
-        super().__init__(stored.session_id)
-        self.stored = stored
+@contextlib.contextmanager
+def _answering() -> Iterator[None]:
+    """A database that does not answer (down, locked past the timeout) is a StoreUnavailableError."""
+    try:
+        yield
+    except OperationalError as exc:
+        logger.error("database error: %s", exc)
+        raise StoreUnavailableError() from exc
 
 
 def _unavailable_on_operational_error(method: Callable[P, R]) -> Callable[P, R]:
-    """A database that does not answer (down, locked past the timeout) is a StoreUnavailableError."""
+    """`method` `_answering`."""
 
     @wraps(method)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with _answering():
             return method(*args, **kwargs)
-        except OperationalError as exc:
-            logger.error("database error: %s", exc)
-            raise StoreUnavailableError() from exc
 
     return wrapper
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _checked(
+    client_id: int, new: NewSession, outcome: tuple[RecordedSession, bool]
+) -> tuple[RecordedSession, bool]:
+    """`outcome` of recording `new`; SessionConflictError if its ID held another session."""
+    stored, created = outcome
+    if not created and not new.same_as(stored):
+        raise SessionConflictError(client_id, new.session_id, _public(stored))
+    return outcome
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
@@ -91,59 +116,52 @@ def _recorded(row: Row[Any]) -> RecordedSession:
     )
 
 
-class _Write(Generic[R]):
-    """One write waiting for a group commit: its work, then its result or error."""
+@dataclass(frozen=True)
+class _Statements:
+    """The store's writes, built once per dialect and run with parameters: building a statement and its
+    cache key on every call cost more than SQLite's own work."""
 
-    def __init__(self, work: Callable[[Connection], R]) -> None:
-        self.work = work
-        self.done = False
-        self.value: R | None = None
-        self.error: BaseException | None = None
+    add_client: Executable  # client, now: the client's row at revision 0 unless it exists
+    insert_session: Executable  # the sessions row's columns: its id, or no row if the ID is taken
+    find_session: Executable  # client, session_id
+    bump: Executable  # client, now: the revision up by one
+    bump_demographics: Executable  # client_id, now, gender, age
 
-    def result(self) -> R:
-        if self.error is not None:
-            raise self.error
-        return self.value  # type: ignore[return-value]  # set whenever error is not
-
-
-class GroupCommit:
-    """Runs each write in a savepoint of a transaction shared with the writes queued beside it, committed
-    once: the first writer to take the lock commits every write queued by then, the others find theirs
-    done. A write that raises rolls back its savepoint only; a commit that fails fails every write of it,
-    so no write is reported done unless its transaction committed."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._commit_lock = threading.Lock()
-        self._queue_lock = threading.Lock()
-        self._queue: list[_Write[Any]] = []
-
-    def run(self, work: Callable[[Connection], R]) -> R:
-        write = _Write(work)
-        with self._queue_lock:
-            self._queue.append(write)
-        with self._commit_lock:
-            if not write.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
-        return write.result()
-
-    def _commit(self, batch: list[_Write[Any]]) -> None:
-        try:
-            with writing(self.engine) as connection:
-                for write in batch:
-                    try:
-                        with connection.begin_nested():
-                            write.value = write.work(connection)
-                    except Exception as exc:  # this write's own failure: the others go on
-                        write.error = exc
-        except BaseException as exc:  # the commit failed: nothing of the batch is stored
-            for write in batch:
-                write.error = exc
-        finally:
-            for write in batch:
-                write.done = True
+    @classmethod
+    def of(cls, dialect: str) -> _Statements:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        return cls(
+            add_client=insert(clients)
+            .values(client_id=bindparam("client"), revision=0, updated_at=bindparam("now"))
+            .on_conflict_do_nothing(index_elements=[clients.c.client_id]),
+            insert_session=insert(sessions)
+            .on_conflict_do_nothing(index_elements=[sessions.c.client_id, sessions.c.session_id])
+            .returning(sessions.c.id),
+            find_session=select(sessions).where(
+                (sessions.c.client_id == bindparam("client"))
+                & (sessions.c.session_id == bindparam("session_id"))
+            ),
+            bump=update(clients)
+            .where(clients.c.client_id == bindparam("client"))
+            .values(revision=clients.c.revision + 1, updated_at=bindparam("now")),
+            bump_demographics=insert(clients)
+            .values(
+                client_id=bindparam("client_id"),
+                revision=1,
+                updated_at=bindparam("now"),
+                gender=bindparam("gender"),
+                age=bindparam("age"),
+            )
+            .on_conflict_do_update(
+                index_elements=[clients.c.client_id],
+                set_={
+                    "revision": clients.c.revision + 1,
+                    "updated_at": bindparam("now"),
+                    "gender": bindparam("gender"),
+                    "age": bindparam("age"),
+                },
+            ),
+        )
 
 
 class SessionStore:
@@ -151,7 +169,7 @@ class SessionStore:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._statements = _Statements.of(engine.dialect.name)
         self._group = GroupCommit(engine) if engine.dialect.name == "sqlite" else None
 
     def _write(self, work: Callable[[Connection], R]) -> R:
@@ -161,7 +179,15 @@ class SessionStore:
         with writing(self.engine) as connection:
             return work(connection)
 
+    async def _write_async(self, work: Callable[[Connection], R]) -> R:
+        """`_write` without holding a thread while the commit is waited for (SQLite's writer thread)."""
+        if self._group is not None:
+            return await asyncio.wrap_future(self._group.submit(work))
+        return await anyio.to_thread.run_sync(self._write, work)
+
     def close(self) -> None:
+        if self._group is not None:
+            self._group.close()
         self.engine.dispose()
 
     def revision(self, client_id: int) -> int:
@@ -171,28 +197,30 @@ class SessionStore:
     @_unavailable_on_operational_error
     def revisions(self, client_ids: Collection[int]) -> dict[int, int]:
         """The revision of each of `client_ids` that has one, in one query."""
-        query = select(clients.c.client_id, clients.c.revision).where(
-            clients.c.client_id.in_(set(client_ids))
-        )
         with self.engine.connect() as connection:
-            return {int(row.client_id): int(row.revision) for row in connection.execute(query)}
+            rows = connection.execute(_REVISIONS, {"ids": list(set(client_ids))})
+            return {int(row.client_id): int(row.revision) for row in rows}
 
     def client(self, client_id: int) -> LiveClient | None:
         """The client's recorded state (one consistent read), or None if nothing was recorded."""
         return self.clients([client_id]).get(client_id)
 
     @_unavailable_on_operational_error
-    def clients(self, client_ids: Collection[int]) -> dict[int, LiveClient]:
+    def clients(
+        self, client_ids: Collection[int], *, newest: int | None = None, until: dt.date = dt.date.max
+    ) -> dict[int, LiveClient]:
         """The recorded state of each of `client_ids` that has one, from one consistent read (a batch of
-        rankings reads its clients at once: one round trip instead of one per request)."""
+        rankings reads its clients at once: one round trip instead of one per request), its sessions
+        dated on or before `until`. A ranking reads only what the model can see: with `newest`, each
+        client's newest `newest` of those, so a read stays the same size however long a history grows."""
         with self.engine.connect() as connection, connection.begin():
-            rows = connection.execute(select(clients).where(clients.c.client_id.in_(set(client_ids)))).all()
+            rows = connection.execute(_CLIENTS, {"ids": list(set(client_ids))}).all()
             if not rows:
                 return {}
+            ids = [row.client_id for row in rows]
             recorded = connection.execute(
-                select(sessions)
-                .where(sessions.c.client_id.in_([row.client_id for row in rows]))
-                .order_by(sessions.c.client_id, sessions.c.session_date, sessions.c.id)
+                _SESSIONS if newest is None else _NEWEST_SESSIONS,
+                {"ids": ids, "until": until, "newest": newest},
             )
             return {live.client_id: live for live in _live_clients(rows, recorded)}
 
@@ -200,54 +228,46 @@ class SessionStore:
     def record_session(self, client_id: int, new: NewSession) -> tuple[RecordedSession, bool]:
         """Store `new` durably; (the stored session, True) if new, (it, False) if the same was stored
         before; SessionConflictError if its ID holds another session."""
-        now = dt.datetime.now(dt.UTC)
-        try:
-            self._write(lambda connection: self._insert_session(connection, client_id, new, now))
-        except _Taken as taken:
-            if not new.same_as(taken.stored):
-                raise SessionConflictError(client_id, new.session_id, _public(taken.stored)) from None
-            return taken.stored, False
-        return RecordedSession(new.session_id, new.date, new.labels, new.products, now), True
+        return _checked(client_id, new, self._write(partial(self._insert_session, client_id, new, _now())))
+
+    async def record_session_async(self, client_id: int, new: NewSession) -> tuple[RecordedSession, bool]:
+        """`record_session` for the event loop: no thread waits for the commit."""
+        with _answering():
+            work = partial(self._insert_session, client_id, new, _now())
+            return _checked(client_id, new, await self._write_async(work))
 
     def _insert_session(
-        self, connection: Connection, client_id: int, new: NewSession, now: dt.datetime
-    ) -> None:
-        # The client's row first: on PostgreSQL its lock orders concurrent writes for one client, so
-        # the lookup below sees a session committed by a writer it waited for.
-        self._bump(connection, client_id, now, {})
-        row = connection.execute(
-            select(sessions).where(
-                (sessions.c.client_id == client_id) & (sessions.c.session_id == new.session_id)
-            )
+        self, client_id: int, new: NewSession, now: dt.datetime, connection: Connection
+    ) -> tuple[RecordedSession, bool]:
+        """Insert the session unless its ID is taken, and raise the client's revision if it was inserted:
+        (the session, True), or (the one stored under its ID, False) with nothing changed. On PostgreSQL a
+        concurrent transaction inserting the same ID is waited for, then its row is the one found."""
+        statements = self._statements
+        connection.execute(statements.add_client, {"client": client_id, "now": now})
+        inserted = connection.execute(
+            statements.insert_session,
+            {
+                "client_id": client_id,
+                "session_id": new.session_id,
+                "session_date": new.date,
+                "labels": list(new.labels),
+                "products": list(new.products) if new.products is not None else None,
+                "recorded_at": now,
+            },
         ).first()
-        if row is not None:
-            raise _Taken(_recorded(row))  # rolls back: the revision stays as it was
-        connection.execute(
-            sessions.insert().values(
-                client_id=client_id,
-                session_id=new.session_id,
-                session_date=new.date,
-                labels=list(new.labels),
-                products=list(new.products) if new.products is not None else None,
-                recorded_at=now,
-            )
-        )
+        if inserted is None:
+            found = connection.execute(
+                statements.find_session, {"client": client_id, "session_id": new.session_id}
+            ).one()
+            return _recorded(found), False
+        connection.execute(statements.bump, {"client": client_id, "now": now})
+        return RecordedSession(new.session_id, new.date, new.labels, new.products, now), True
 
     @_unavailable_on_operational_error
     def set_demographics(self, client_id: int, *, gender: str | None, age: int | None) -> None:
         """Record the client's gender and age (None: not set), durably."""
-        now = dt.datetime.now(dt.UTC)
-        self._write(lambda connection: self._bump(connection, client_id, now, {"gender": gender, "age": age}))
-
-    def _bump(self, connection: Connection, client_id: int, now: dt.datetime, values: dict[str, Any]) -> None:
-        """Create the client's row, or raise its revision by one, setting `values` too."""
-        statement = self._insert(clients).values(client_id=client_id, revision=1, updated_at=now, **values)
-        connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[clients.c.client_id],
-                set_={"revision": clients.c.revision + 1, "updated_at": now, **values},
-            )
-        )
+        values = {"client_id": client_id, "now": _now(), "gender": gender, "age": age}
+        self._write(lambda connection: connection.execute(self._statements.bump_demographics, values))
 
     @_unavailable_on_operational_error
     def all_clients(self) -> Iterator[LiveClient]:
@@ -259,6 +279,32 @@ class SessionStore:
             )
             live = _live_clients(rows, recorded)
         yield from live
+
+
+_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
+_REVISIONS = select(clients.c.client_id, clients.c.revision).where(clients.c.client_id.in_(_IDS))
+_CLIENTS = select(clients).where(clients.c.client_id.in_(_IDS))
+_DATED = select(sessions).where(sessions.c.client_id.in_(_IDS), sessions.c.session_date <= bindparam("until"))
+_SESSIONS = _DATED.order_by(sessions.c.client_id, sessions.c.session_date, sessions.c.id)  # oldest first
+
+
+def _newest_sessions() -> Select[Any]:
+    """`_SESSIONS`, each client's newest `newest` only (a parameter too)."""
+    ranked = _DATED.add_columns(
+        func.row_number()
+        .over(
+            partition_by=sessions.c.client_id, order_by=(sessions.c.session_date.desc(), sessions.c.id.desc())
+        )
+        .label("newest")
+    ).subquery()
+    return (
+        select(*(ranked.c[column.name] for column in sessions.columns))
+        .where(ranked.c.newest <= bindparam("newest"))
+        .order_by(ranked.c.client_id, ranked.c.session_date, ranked.c.id)
+    )
+
+
+_NEWEST_SESSIONS = _newest_sessions()
 
 
 def _live_clients(rows: Iterable[Row[Any]], recorded: Iterable[Row[Any]]) -> list[LiveClient]:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from alembic import command
 from alembic.config import Config
@@ -34,6 +34,7 @@ STATE_DIR = "state"
 MIGRATIONS = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's write lock before failing
 WRITE_LOCK_SUFFIX = ".write-lock"  # SQLite: the file writers lock, beside the database
+WRITE_TURN_SUFFIX = ".write-turn"  # SQLite: the file a writer locks while it waits for the write lock
 WRITE_LOCK_POLL_S = 0.0005
 MIGRATION_LOCK = 0x77647265  # PostgreSQL advisory lock key ("wdre"): one replica migrates at a time
 POOL = {"pool_size": 8, "max_overflow": 32, "pool_timeout": 30}  # the thread pool has 40 threads
@@ -119,26 +120,37 @@ def writing(engine: Engine) -> Iterator[Connection]:
 
 @contextlib.contextmanager
 def sqlite_write_lock(database: str) -> Iterator[None]:
-    """An exclusive lock on the file beside `database`, held for one write transaction.
+    """An exclusive lock on the file beside `database`, held for one write transaction, taken in turn.
 
     Without it, a writer that finds another process's transaction running sleeps in SQLite's busy handler,
     whose back-off grows to 100 ms a sleep: with two worker processes writing, the slowest writes waited
     about a second. This lock is polled every half millisecond instead (by one thread per process: a
-    process's writes are committed in groups). The lock belongs to the open file, so a writer that dies
-    releases it. OperationalError (the database is unavailable) after BUSY_TIMEOUT_MS."""
-    with open(database + WRITE_LOCK_SUFFIX, "a") as lock:
-        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1e3
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise OperationalError(
-                        "lock " + lock.name, None, TimeoutError(f"held past {BUSY_TIMEOUT_MS} ms")
-                    ) from None
-                time.sleep(WRITE_LOCK_POLL_S)
+    process's writes are committed in groups). Polling alone is not fair: a process releasing the lock
+    with more writes queued takes it again before the other's next poll, and the other's writes waited for
+    a run of batches. So a writer first takes a second file's lock, its turn, and gives it up once it holds
+    the write lock: a writer back for the write lock while another waits for it finds that turn taken and
+    waits until the other has written. The locks belong to the open files, so a writer that dies releases
+    them. OperationalError (the database is unavailable) after BUSY_TIMEOUT_MS."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1e3
+    with open(database + WRITE_TURN_SUFFIX, "a") as turn, open(database + WRITE_LOCK_SUFFIX, "a") as lock:
+        _poll_lock(turn, deadline)
+        _poll_lock(lock, deadline)
+        fcntl.flock(turn, fcntl.LOCK_UN)
         yield  # closing the file releases the lock
+
+
+def _poll_lock(file: IO[str], deadline: float) -> None:
+    """`file`'s exclusive flock, polled every WRITE_LOCK_POLL_S; OperationalError past `deadline`."""
+    while True:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise OperationalError(
+                    "lock " + file.name, None, TimeoutError(f"held past {BUSY_TIMEOUT_MS} ms")
+                ) from None
+            time.sleep(WRITE_LOCK_POLL_S)
 
 
 def migrate(engine: Engine) -> None:

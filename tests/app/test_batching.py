@@ -5,6 +5,7 @@ import datetime as dt
 from collections.abc import Collection, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -143,9 +144,9 @@ class CountingStore(SessionStore):
 
     reads: list[int]
 
-    def clients(self, client_ids: Collection[int]) -> dict[int, LiveClient]:
+    def clients(self, client_ids: Collection[int], **kwargs: Any) -> dict[int, LiveClient]:
         self.reads.append(len(set(client_ids)))
-        return super().clients(client_ids)
+        return super().clients(client_ids, **kwargs)
 
 
 def test_batch_scorer_reads_a_batchs_clients_at_once_and_ranks_as_one_at_a_time(
@@ -156,13 +157,16 @@ def test_batch_scorer_reads_a_batchs_clients_at_once_and_ranks_as_one_at_a_time(
     store.reads = []
     known = artifacts.clients["CLNT_ID"].to_list()[:6]
     labels = tuple(recommender.vocab.labels[:2])
-    store.record_session(known[0], NewSession("s", dt.date(2026, 11, 30), labels, None))
+    today = dt.date(2026, 12, 1)
+    # More sessions than the model sees, one after `today`: a ranking reads only the newest it can use.
+    for day in range(recommender.max_sessions + 3):
+        date = today - dt.timedelta(days=day % 5 - 1)  # several per date, 2026-12-02 .. 2026-11-28
+        store.record_session(known[0], NewSession(f"s{day}", date, labels[day % 2 :], None))
     store.record_session(-5, NewSession("s", dt.date(2026, 11, 30), labels, None))  # unknown to training
     scorer = BatchScorer(threads=1, max_batch=16)
     wanted = [*known, -5, -6]
 
     async def run() -> list[ClientRanking | BaseException]:
-        today = dt.date(2026, 12, 1)
         jobs = (scorer.client(recommender, store, client_id, NO_FILTERS, today) for client_id in wanted)
         return await asyncio.gather(*jobs, return_exceptions=True)
 
@@ -171,8 +175,11 @@ def test_batch_scorer_reads_a_batchs_clients_at_once_and_ranks_as_one_at_a_time(
     assert sum(store.reads) == len(wanted) and len(store.reads) == len(recommender.batch_sizes) < len(wanted)
     for client_id, ranking in zip(wanted, rankings, strict=False):
         assert isinstance(ranking, ClientRanking)
-        live = store.client(client_id)
-        assert ranking.live == live and (live is not None) == (client_id in (known[0], -5))
-        expected = recommender.client_query(client_id, NO_FILTERS, live, dt.date(2026, 12, 1))
+        live = store.client(client_id)  # everything recorded
+        assert (ranking.live is not None) == (live is not None) == (client_id in (known[0], -5))
+        if live is not None and ranking.live is not None:
+            seen = tuple(s for s in live.sessions if s.date <= today)[-recommender.max_sessions :]
+            assert ranking.live.sessions == seen and ranking.live.revision == live.revision
+        expected = recommender.client_query(client_id, NO_FILTERS, live, today)
         _assert_same(ranking.top, recommender.top([expected])[0])
     store.close()

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, make_url, select
+from sqlalchemy import Connection, event, make_url, select
 
 from app.db.engine import open_database
+from app.db.group_commit import GroupCommit
 from app.db.tables import clients
 from app.errors import SessionConflictError
-from app.store import GroupCommit, NewSession, SessionStore
+from app.live import RecordedSession
+from app.store import NewSession, SessionStore
 
 DAY = dt.date(2026, 11, 30)
 
@@ -127,7 +130,7 @@ def test_group_commit_keeps_each_writes_own_outcome(tmp_path: Path) -> None:
         def insert(connection: Connection) -> int:
             connection.execute(clients.insert().values(client_id=client_id, revision=1, updated_at=now))
             if client_id % 2:
-                raise ValueError(client_id)  # rolls back this write's savepoint only
+                raise ValueError(client_id)  # this write's insert is rolled back, not the others'
             return client_id
 
         try:
@@ -137,6 +140,7 @@ def test_group_commit_keeps_each_writes_own_outcome(tmp_path: Path) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(work, range(32)))
+    group.close()
     assert outcomes == [i if i % 2 == 0 else -i for i in range(32)]
     with engine.connect() as connection:
         stored = connection.execute(select(clients.c.client_id).order_by(clients.c.client_id)).scalars()
@@ -150,3 +154,61 @@ def test_revisions_reads_many_clients_at_once_as_revision_reads_each(store: Sess
     store.record_session(9, _session("a"))
     assert store.revisions([4, 9, 77]) == {4: 2, 9: 1}  # 77: nothing recorded, so no revision
     assert [store.revision(client_id) for client_id in (4, 9, 77)] == [2, 1, 0]
+
+
+def test_concurrent_async_writes_keep_every_outcome(store: SessionStore) -> None:
+    """From the event loop, as the API records: distinct sessions all stored, one ID recorded once, and a
+    conflict refused without taking the batch's other writes with it."""
+
+    async def storm() -> list[tuple[RecordedSession, bool] | BaseException]:
+        writes = [store.record_session_async(3, _session(f"s{i}", "a")) for i in range(20)]
+        writes += [store.record_session_async(4, _session("same", "b")) for _ in range(10)]
+        writes += [store.record_session_async(4, _session("same", "c"))]  # another body under that ID
+        return await asyncio.gather(*writes, return_exceptions=True)
+
+    outcomes = asyncio.run(storm())
+    assert all(not isinstance(o, BaseException) and o[1] for o in outcomes[:20])
+    same = [o for o in outcomes[20:30] if not isinstance(o, BaseException)]
+    assert len(same) == 10 and [created for _, created in same].count(True) == 1
+    assert isinstance(outcomes[30], SessionConflictError)
+    three, four = store.client(3), store.client(4)
+    assert three is not None and len(three.sessions) == 20 and three.revision == 20
+    assert four is not None and [s.labels for s in four.sessions] == [("b",)] and four.revision == 1
+
+
+def test_group_commit_commits_concurrent_writes_together(tmp_path: Path) -> None:
+    engine = open_database(make_url(f"sqlite:///{tmp_path / 'wdrec.sqlite3'}"))
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda _: commits.append(1))
+    group = GroupCommit(engine)
+    now = dt.datetime.now(dt.UTC)
+
+    def insert(client_id: int) -> Callable[[Connection], int]:
+        def work(connection: Connection) -> int:
+            connection.execute(clients.insert().values(client_id=client_id, revision=1, updated_at=now))
+            return client_id
+
+        return work
+
+    futures = [group.submit(insert(i)) for i in range(200)]
+    assert [future.result() for future in futures] == list(range(200))
+    group.close()
+    assert len(commits) < 200  # each commit took every write queued while the previous one ran
+    with pytest.raises(RuntimeError, match="closed"):
+        group.submit(insert(999))
+    engine.dispose()
+
+
+def test_clients_reads_the_newest_sessions_up_to_a_date_as_a_ranking_needs(store: SessionStore) -> None:
+    for i, days_ago in enumerate([9, 2, 5, 2, 0, 7, 2, 1]):  # one date thrice: recording order breaks ties
+        store.record_session(7, _session(f"s{i}", "a", date=DAY - dt.timedelta(days=days_ago)))
+    store.record_session(8, _session("only", "b"))
+    everything = store.client(7)
+    assert everything is not None and len(everything.sessions) == 8
+    newest = store.clients([7, 8], newest=3)
+    assert newest[7].sessions == everything.sessions[-3:] and newest[7].revision == everything.revision
+    assert [s.session_id for s in newest[8].sessions] == ["only"]
+    until = DAY - dt.timedelta(days=2)
+    dated = store.clients([7], newest=4, until=until)[7].sessions
+    assert dated == tuple(s for s in everything.sessions if s.date <= until)[-4:]
+    assert [s.session_id for s in dated] == ["s2", "s1", "s3", "s6"]

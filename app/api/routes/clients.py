@@ -1,8 +1,9 @@
 """Clients: the training data's clients and what was recorded for them since.
 
 The read routes always exist; the write routes (`write_router`) only when WDREC_WRITE_API_KEY is set, each
-answering only after its write is durable. Handlers that touch the database are plain `def`: FastAPI runs
-them on its thread pool, off the event loop.
+answering only after its write is durable. Handlers that touch the database are plain `def` (FastAPI runs
+them on its thread pool, off the event loop), except the session write, which waits for its commit on the
+event loop (`SessionStore.record_session_async`).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def set_demographics(
         **error_responses(400, 401, 409, 413, 422, 503),
     },
 )
-def record_session(
+async def record_session(
     client_id: ClientId,
     body: SessionIn,
     response: Response,
@@ -153,9 +154,8 @@ def record_session(
     """Record a session (labels, or PD_C products mapped to labels) of a client, known or new: 201 once it
     is durable, and the client's next /recommend, on any worker or replica, ranks with it. The same
     session ID and body again: 200 with the stored session; another body under that ID: 409."""
-    stored, created = store.record_session(
-        client_id, new_session(recommender, body, max_labels=settings.max_basket_len)
-    )
+    new = new_session(recommender, body, max_labels=settings.max_basket_len)
+    stored, created = await store.record_session_async(client_id, new)
     if created:
         SESSIONS_WRITTEN.inc()
     else:
