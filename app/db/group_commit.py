@@ -46,16 +46,18 @@ class GroupCommit:
         self.engine = engine
         self._queue: queue.SimpleQueue[_Write[Any] | None] = queue.SimpleQueue()
         self._closed = False
+        self._closing = threading.Lock()  # no write queued behind the sentinel that stops the thread
         self._thread = threading.Thread(target=self._serve, name="wdrec-group-commit", daemon=True)
         self._thread.start()
 
     def submit(self, work: Callable[[Connection], R]) -> Future[R]:
         """Queue `work` (run in a write transaction); its future holds what it returned once committed, or
         its error (or the commit's). A write whose future is cancelled before its batch starts is not run."""
-        if self._closed:
-            raise RuntimeError("group commit closed")
         future: Future[R] = Future()
-        self._queue.put(_Write(work, future))
+        with self._closing:
+            if self._closed:
+                raise RuntimeError("group commit closed")
+            self._queue.put(_Write(work, future))
         return future
 
     def run(self, work: Callable[[Connection], R]) -> R:
@@ -64,10 +66,12 @@ class GroupCommit:
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""
-        if not self._closed:
+        with self._closing:
+            if self._closed:
+                return
             self._closed = True
             self._queue.put(None)
-            self._thread.join()
+        self._thread.join()
 
     def _serve(self) -> None:
         while True:
