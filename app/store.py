@@ -16,8 +16,8 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial, wraps
-from typing import Any, ParamSpec, TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import (
@@ -44,7 +44,6 @@ from app.live import LiveClient, RecordedSession
 
 logger = logging.getLogger(__name__)
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
@@ -67,23 +66,13 @@ class NewSession:
 
 @contextlib.contextmanager
 def _answering() -> Iterator[None]:
-    """A database that does not answer (down, locked past the timeout) is a StoreUnavailableError."""
+    """A database that does not answer (down, locked past the timeout) is a StoreUnavailableError (also a
+    decorator: `@_answering()`)."""
     try:
         yield
     except OperationalError as exc:
         logger.error("database error: %s", exc)
         raise StoreUnavailableError() from exc
-
-
-def _unavailable_on_operational_error(method: Callable[P, R]) -> Callable[P, R]:
-    """`method` `_answering`."""
-
-    @wraps(method)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _answering():
-            return method(*args, **kwargs)
-
-    return wrapper
 
 
 def _now() -> dt.datetime:
@@ -125,11 +114,16 @@ class _Statements:
     insert_session: Executable  # the sessions row's columns: its id, or no row if the ID is taken
     find_session: Executable  # client, session_id
     bump: Executable  # client, now: the revision up by one
-    bump_demographics: Executable  # client_id, now, gender, age
+    bump_demographics: Executable  # client, now, gender, age: created at revision 1, or raised by one
 
     @classmethod
     def of(cls, dialect: str) -> _Statements:
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        demographics: dict[str, BindParameter[Any]] = {
+            "updated_at": bindparam("now"),
+            "gender": bindparam("gender"),
+            "age": bindparam("age"),
+        }
         return cls(
             add_client=insert(clients)
             .values(client_id=bindparam("client"), revision=0, updated_at=bindparam("now"))
@@ -145,21 +139,10 @@ class _Statements:
             .where(clients.c.client_id == bindparam("client"))
             .values(revision=clients.c.revision + 1, updated_at=bindparam("now")),
             bump_demographics=insert(clients)
-            .values(
-                client_id=bindparam("client_id"),
-                revision=1,
-                updated_at=bindparam("now"),
-                gender=bindparam("gender"),
-                age=bindparam("age"),
-            )
+            .values(client_id=bindparam("client"), revision=1, **demographics)
             .on_conflict_do_update(
                 index_elements=[clients.c.client_id],
-                set_={
-                    "revision": clients.c.revision + 1,
-                    "updated_at": bindparam("now"),
-                    "gender": bindparam("gender"),
-                    "age": bindparam("age"),
-                },
+                set_={"revision": clients.c.revision + 1, **demographics},
             ),
         )
 
@@ -194,7 +177,7 @@ class SessionStore:
         """The client's revision; 0 when nothing was ever recorded for it."""
         return self.revisions([client_id]).get(client_id, 0)
 
-    @_unavailable_on_operational_error
+    @_answering()
     def revisions(self, client_ids: Collection[int]) -> dict[int, int]:
         """The revision of each of `client_ids` that has one, in one query."""
         with self.engine.connect() as connection:
@@ -205,7 +188,7 @@ class SessionStore:
         """The client's recorded state (one consistent read), or None if nothing was recorded."""
         return self.clients([client_id]).get(client_id)
 
-    @_unavailable_on_operational_error
+    @_answering()
     def clients(
         self, client_ids: Collection[int], *, newest: int | None = None, until: dt.date = dt.date.max
     ) -> dict[int, LiveClient]:
@@ -218,13 +201,11 @@ class SessionStore:
             if not rows:
                 return {}
             ids = [row.client_id for row in rows]
-            recorded = connection.execute(
-                _SESSIONS if newest is None else _NEWEST_SESSIONS,
-                {"ids": ids, "until": until, "newest": newest},
-            )
+            query, limit = (_SESSIONS, {}) if newest is None else (_NEWEST_SESSIONS, {"newest": newest})
+            recorded = connection.execute(query, {"ids": ids, "until": until, **limit})
             return {live.client_id: live for live in _live_clients(rows, recorded)}
 
-    @_unavailable_on_operational_error
+    @_answering()
     def record_session(self, client_id: int, new: NewSession) -> tuple[RecordedSession, bool]:
         """Store `new` durably; (the stored session, True) if new, (it, False) if the same was stored
         before; SessionConflictError if its ID holds another session."""
@@ -263,13 +244,13 @@ class SessionStore:
         connection.execute(statements.bump, {"client": client_id, "now": now})
         return RecordedSession(new.session_id, new.date, new.labels, new.products, now), True
 
-    @_unavailable_on_operational_error
+    @_answering()
     def set_demographics(self, client_id: int, *, gender: str | None, age: int | None) -> None:
         """Record the client's gender and age (None: not set), durably."""
-        values = {"client_id": client_id, "now": _now(), "gender": gender, "age": age}
+        values = {"client": client_id, "now": _now(), "gender": gender, "age": age}
         self._write(lambda connection: connection.execute(self._statements.bump_demographics, values))
 
-    @_unavailable_on_operational_error
+    @_answering()
     def all_clients(self) -> Iterator[LiveClient]:
         """Every recorded client, by client ID, from one consistent read (for `wdrec export`)."""
         with self.engine.connect() as connection, connection.begin():
