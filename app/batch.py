@@ -14,15 +14,18 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute  # Table.cast imports it on its first call: here, while loading
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import torch
@@ -31,15 +34,16 @@ from tqdm import tqdm
 from app.core.memory import freeze_long_lived, keep_freed_memory, peak_rss_mb
 from app.errors import UnknownClientError
 from app.explain import explain_rankings, utc_today
-from app.filters import NO_FILTERS, Filters
+from app.filters import NO_FILTERS, Filters, bought_mask
 from app.products import RankedProduct
-from app.recommender import Recommender, TopK
+from app.recommender import BatchRanking, Query, Recommender
 from training.errors import WdrecError
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FORMATS = ("parquet", "csv")
-BATCH_CLIENTS = 256  # clients per forward pass: past this, throughput no longer grows (bench/batch.py)
+BATCH_CLIENTS = 128  # clients per forward pass, a thread per core: the most clients/s (bench/batch.py)
 CLIENT_HEADERS = ("CLNT_ID", "client_id")  # a clients file may start with one of these
 SCHEMA = pa.schema(
     [
@@ -139,15 +143,18 @@ def write_recommendations(
     exclude_bought_products: bool = False,
     reason: bool = False,
     today: dt.date | None = None,
+    threads: int | None = None,
 ) -> BatchSummary:
     """Write the top k of each client row (default: all) as of `today` (default: the clock's date, UTC)
     to `out` atomically, each label with up to `products` products as GET /recommend ranks them and, with
-    `reason`, its reason; returns what was written."""
+    `reason`, its reason; `threads` batches are ranked at a time (default: one per core). Returns what was
+    written."""
     today = today or utc_today()
     if fmt not in FORMATS:
         raise BatchInputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if batch_size < 1:
         raise BatchInputError(f"the batch size must be at least 1 (got {batch_size})")
+    threads = threads or os.cpu_count() or 1
     if out.is_dir():
         raise BatchInputError(f"{out} is a folder; expected the path of the file to write")
     recommender.check_k(k)
@@ -156,42 +163,49 @@ def write_recommendations(
     rows = range(recommender.n_clients) if rows is None else rows
     labels = pl.Series(recommender.vocab.labels, dtype=pl.String)
     clac1 = pl.Series(recommender.vocab.clac1, dtype=pl.String).gather(recommender.vocab.label_clac1)
+    if rows:
+        with _torch_threads(1):
+            # The first forward pass's one-off costs (the graph's first run, the heap's first growth) paid
+            # before the clock starts, as a running service has paid them: clients/s measures the ranking.
+            _ranked_rows(recommender, rows[:batch_size], filters, today, k)
     started, written = time.perf_counter(), 0
     schema = PRODUCT_SCHEMA if products else SCHEMA
     if reason:
         schema = schema.insert(len(SCHEMA), REASON_FIELD)
+
+    def rank(batch: Sequence[int]) -> pl.DataFrame:
+        """One batch's rows (on a scoring thread)."""
+        queries, ranking = _ranked_rows(recommender, batch, filters, today, k)
+        ids = [recommender.client_id_at(row) for row in batch]
+        bought = bought_mask([query.history for query in queries], recommender.vocab.n_labels)
+        frame = _frame(ids, ranking, bought, k, labels=labels, clac1=clac1)
+        if reason or products:
+            rankings = [recommender.ranked(top, k) for top in recommender.split(queries, ranking)]
+        if reason:
+            explained = explain_rankings(recommender, queries, rankings, today=today)
+            reasons = [item.reason for ranking in explained for item in ranking]
+            frame = frame.with_columns(pl.Series(REASON_FIELD.name, reasons, dtype=pl.String))
+        if products:
+            lists = [
+                product_list
+                for client_id, ranked in zip(ids, rankings, strict=True)
+                for product_list in recommender.label_products(
+                    ranked, n=products, client_id=client_id, exclude_bought=exclude_bought_products
+                )
+            ]
+            frame = _with_products(frame, lists)
+        # Polars builds the rows and hands Arrow the buffers: pyarrow's own constructors import pandas
+        # (~0.3 s and ~40 MB in a process that needs none of it).
+        return frame
+
+    batches = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
     with (
         _atomic_writer(out, fmt, schema) as writer,
         tqdm(total=len(rows), unit="client", desc="recommend") as bar,
-        # TorchScript's profiling executor spends its first calls specialising the graph, which a one-off
-        # job does not earn back: 20% more clients/s over the default data without it (bench/batch.py).
-        torch.jit.optimized_execution(False),
+        _torch_threads(1),  # one per forward pass: the threads' batches run side by side (as the API's do)
+        ThreadPoolExecutor(threads, thread_name_prefix="recommend") as pool,
     ):
-        for start in range(0, len(rows), batch_size):
-            batch = rows[start : start + batch_size]
-            queries = [recommender.row_query(row, filters, today) for row in batch]
-            tops = recommender.top(queries)
-            ids = [recommender.client_id_at(row) for row in batch]
-            frame = _frame(ids, tops, k, labels=labels, clac1=clac1)
-            if reason:
-                rankings = [recommender.ranked(top, k) for top in tops]
-                explained = explain_rankings(recommender, queries, rankings, today=today)
-                reasons = [item.reason for ranking in explained for item in ranking]
-                frame = frame.with_columns(pl.Series(REASON_FIELD.name, reasons, dtype=pl.String))
-            if products:
-                lists = [
-                    product_list
-                    for client_id, top in zip(ids, tops, strict=True)
-                    for product_list in recommender.label_products(
-                        recommender.ranked(top, k),
-                        n=products,
-                        client_id=client_id,
-                        exclude_bought=exclude_bought_products,
-                    )
-                ]
-                frame = _with_products(frame, lists)
-            # Polars builds the rows and hands Arrow the buffers: pyarrow's own constructors import pandas
-            # (~0.3 s and ~40 MB in a process that needs none of it).
+        for batch, frame in zip(batches, _in_order(pool, rank, batches, ahead=2 * threads), strict=True):
             writer.write(frame.to_arrow().cast(schema))
             written += frame.height
             bar.update(len(batch))
@@ -209,30 +223,42 @@ def write_recommendations(
     return summary
 
 
+def _ranked_rows(
+    recommender: Recommender, rows: Sequence[int], filters: Filters, today: dt.date, k: int
+) -> tuple[list[Query], BatchRanking]:
+    """The queries of client table rows and their first k labels, as a scoring thread ranks them."""
+    # TorchScript's profiling executor spends its first calls specialising the graph, which a one-off
+    # job does not earn back: 20% more clients/s over the default data without it (bench/batch.py).
+    # The setting is per thread.
+    with torch.jit.optimized_execution(False):
+        queries = [recommender.row_query(row, filters, today) for row in rows]
+        return queries, recommender.rank_batch(queries, k)
+
+
 def _frame(
-    client_ids: Sequence[int], tops: Sequence[TopK], k: int, *, labels: pl.Series, clac1: pl.Series
+    client_ids: Sequence[int],
+    batch: BatchRanking,
+    bought: torch.Tensor,
+    k: int,
+    *,
+    labels: pl.Series,
+    clac1: pl.Series,
 ) -> pl.DataFrame:
-    """One batch's rows (SCHEMA's columns): each client's first k labels (fewer when the filters left
-    fewer), best first; `labels` and `clac1` hold each label id's names."""
-    counts = [min(k, len(top.label_ids)) for top in tops]
-    label_ids = torch.cat([top.label_ids[:n] for top, n in zip(tops, counts, strict=True)]).numpy()
-    # float32 scores widened exactly, as the API's JSON shows them.
-    scores = (
-        torch.cat([top.scores[:n] for top, n in zip(tops, counts, strict=True)]).numpy().astype(np.float64)
-    )
-    bought = [
-        label in top.bought
-        for top, n in zip(tops, counts, strict=True)
-        for label in top.label_ids[:n].tolist()
-    ]
+    """One batch's rows (SCHEMA's columns): each client's first k labels of `batch` (fewer when the filters
+    left fewer), best first; `bought` [B, N] marks each client's history labels, `labels` and `clac1` hold
+    each label id's names."""
+    counts = np.minimum(k, np.asarray(batch.candidates, dtype=np.int64))
+    kept = torch.from_numpy(np.arange(k) < counts[:, None])
+    label_ids = batch.label_ids[:, :k][kept]
     return pl.DataFrame(
         {
             "client_id": np.repeat(np.asarray(client_ids, dtype=np.int64), counts),
-            "rank": np.concatenate([np.arange(1, n + 1, dtype=np.int32) for n in counts]),
-            "label": labels.gather(label_ids),
-            "clac1": clac1.gather(label_ids),
-            "score": scores,
-            "bought_before": pl.Series(bought, dtype=pl.Boolean),
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(counts))[kept.numpy().ravel()],
+            "label": labels.gather(label_ids.numpy()),
+            "clac1": clac1.gather(label_ids.numpy()),
+            # float32 scores widened exactly, as the API's JSON shows them.
+            "score": batch.scores[:, :k][kept].numpy().astype(np.float64),
+            "bought_before": bought.gather(1, batch.label_ids[:, :k])[kept].numpy(),
         }
     )
 
@@ -255,6 +281,35 @@ def _with_products(frame: pl.DataFrame, lists: Sequence[Sequence[RankedProduct]]
     return frame[take].with_columns(
         pl.Series(field.name, column) for field, column in zip(PRODUCT_FIELDS, columns, strict=True)
     )
+
+
+def _in_order(
+    pool: Executor, work: Callable[[Sequence[int]], T], batches: Sequence[Sequence[int]], *, ahead: int
+) -> Iterator[T]:
+    """`work` of each batch on `pool`, yielded in the batches' order, at most `ahead` submitted and not yet
+    taken (memory holds a few batches, however many clients there are); left early, the rest is cancelled."""
+    pending: deque[Future[T]] = deque()
+    try:
+        for batch in batches:
+            pending.append(pool.submit(work, batch))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` for the block, then restored."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @contextmanager
@@ -283,7 +338,7 @@ def run_recommend(
     filters: Filters,
     clients_file: Path | None,
     fmt: str | None,
-    batch_size: int = BATCH_CLIENTS,
+    batch_size: int | None = None,
     products: int = 0,
     exclude_bought_products: bool = False,
     reason: bool = False,
@@ -300,7 +355,7 @@ def run_recommend(
     recommender = Recommender.load(settings.artifacts_dir, max_k=settings.max_k)
     rows = client_rows(recommender, client_ids, clients_file)
     freeze_long_lived()  # as the service does: no full collection over the model while ranking
-    keep_freed_memory()  # batches of 256 reuse the heap instead of page-faulting fresh pages
+    keep_freed_memory()  # batches reuse the heap instead of page-faulting fresh pages
     return write_recommendations(
         recommender,
         out,
@@ -308,7 +363,7 @@ def run_recommend(
         filters=filters,
         rows=rows,
         fmt=fmt,
-        batch_size=batch_size,
+        batch_size=BATCH_CLIENTS if batch_size is None else batch_size,
         products=products,
         exclude_bought_products=exclude_bought_products,
         reason=reason,

@@ -106,7 +106,9 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
         "--exclude-clac1", action="append", metavar="NAME", help="not this top category; repeatable"
     )
     rec.add_argument("--exclude", action="append", metavar="LABEL", help="not this label; repeatable")
-    rec.add_argument("--batch-size", type=int, default=256, help="clients per forward pass (default 256)")
+    rec.add_argument(
+        "--batch-size", type=int, default=None, help="clients per forward pass (default: the tuned 128)"
+    )
     rec.add_argument(
         "--products", type=int, default=0, help="products per label, 0..20: one row per product (default 0)"
     )

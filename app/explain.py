@@ -258,7 +258,7 @@ def reason(contributions: Sequence[Contribution], facts: Facts) -> str:
 class HistoryFacts:
     """What every label's facts share for one query: the sessions the model sees, with their dates."""
 
-    seen: list[list[int]]  # the newest max_sessions sessions' label ids, as the feature builder cuts them
+    seen: list[Sequence[int]]  # the newest max_sessions sessions' label ids, as the feature builder cuts them
     dates: list[dt.date | None]  # their dates
     segment: str
     categories: tuple[str, ...]  # top categories of `seen`, most sessions first
@@ -266,14 +266,14 @@ class HistoryFacts:
 
 def history_facts(recommender: Recommender, query: Query) -> HistoryFacts:
     vocab = recommender.vocab
-    seen = recommender.artifacts.builder.recent(query.histories)
+    seen = recommender.artifacts.builder.recent(query.history)
     per_category: dict[str, int] = {}
     for labels in seen:
         for name in sorted({vocab.clac1[vocab.label_clac1[label]] for label in labels}):
             per_category[name] = per_category.get(name, 0) + 1
     return HistoryFacts(
         seen=seen,
-        dates=[session.date for session in query.sessions[len(query.sessions) - len(seen) :]],
+        dates=query.dates[len(query.days) - len(seen) :],
         segment=segment(vocab.genders[query.gender], vocab.ages[query.age]),
         categories=tuple(sorted(per_category, key=lambda name: (-per_category[name], name))),
     )

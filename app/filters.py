@@ -6,9 +6,11 @@ No web framework here: the ranking routes and the batch command (`wdrec recommen
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from app.errors import FilterConflictError, UnknownCategoriesError, closest
@@ -61,10 +63,19 @@ class LabelFilter:
         if self.allowed is not None:
             scores.masked_fill_(~self.allowed, EXCLUDED)
         if self.filters.exclude_bought:
-            for row, sessions in enumerate(histories):
-                bought = sorted({label for session in sessions for label in session})
-                scores[row, bought] = EXCLUDED
+            scores.masked_fill_(bought_mask(histories, scores.shape[1]), EXCLUDED)
         return scores
+
+
+def bought_mask(histories: Sequence[Sequence[Sequence[int]]], n_labels: int) -> torch.Tensor:
+    """bool [B, n_labels]: True where history b holds the label (in any of its sessions)."""
+    counts = [sum(map(len, sessions)) for sessions in histories]
+    labels = np.fromiter(
+        itertools.chain.from_iterable(itertools.chain.from_iterable(histories)), np.int64, sum(counts)
+    )
+    mask = np.zeros((len(histories), n_labels), dtype=np.bool_)
+    mask[np.repeat(np.arange(len(histories)), counts), labels] = True
+    return torch.from_numpy(mask)
 
 
 def compile_filters(

@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from app.core.config import Settings, load_settings
+from app.core.memory import limit_malloc_arenas
 from app.sighup import defer_early_sighup
 from app.store import open_store
 from app.workers import DrainingHttpToolsProtocol, run_workers
@@ -53,6 +54,7 @@ def serve(
     }
     overrides = {name: value for name, value in overrides.items() if value is not None}
     settings = load_settings(**overrides)
+    limit_malloc_arenas(settings.malloc_arenas)  # before any thread; workers inherit it through the env
     logger.info("verifying the artifacts in %s", settings.artifacts_dir)
     common: dict[str, Any] = {
         "host": settings.host,

@@ -53,6 +53,15 @@ class TopK(NamedTuple):
     candidates: int
 
 
+class BatchRanking(NamedTuple):
+    """A batch's rankings: each row's best labels' scores and ids [B, k], best first (a row's entries past
+    its `candidates` are labels the filters dropped), and how many labels the filters left in each row."""
+
+    scores: torch.Tensor
+    label_ids: torch.Tensor
+    candidates: list[int]
+
+
 @dataclass(frozen=True)
 class Session:
     """A session on the read path: its distinct label ids (of the loaded vocabulary, ascending) and its
@@ -64,24 +73,42 @@ class Session:
 
 @dataclass(frozen=True)
 class Query:
-    """One ranking to compute: sessions (oldest first), demographic codes, how many labels, the filters."""
+    """One ranking to compute: a history (each session's label ids, oldest first) with each session's day
+    number (None where unknown), demographic codes, how many labels, the filters."""
 
-    sessions: list[Session]
+    history: Sequence[Sequence[int]]
+    days: Sequence[int | None]
     gender: int
     age: int
     k: int
     filter: LabelFilter | None = None
     today: dt.date | None = None  # the reference date of the calendar features (None: no dates)
 
-    @property
-    def histories(self) -> list[list[int]]:
-        """The sessions' label ids: what the feature builder takes."""
-        return [session.labels for session in self.sessions]
+    @classmethod
+    def as_of(
+        cls,
+        history: Sequence[Sequence[int]],
+        days: Sequence[int | None],
+        gender: int,
+        age: int,
+        *,
+        k: int,
+        filter: LabelFilter | None,
+        today: dt.date | None,
+    ) -> Query:
+        """The query of the sessions on or before `today` (a ranking as of a past date sees only what
+        happened by then; undated sessions are kept)."""
+        if today is not None:
+            limit = day_number(today)
+            if any(day is not None and day > limit for day in days):
+                kept = [i for i, day in enumerate(days) if day is None or day <= limit]
+                history, days = [history[i] for i in kept], [days[i] for i in kept]
+        return cls(history, days, gender, age, k=k, filter=filter, today=today)
 
     @property
-    def days(self) -> list[int | None]:
-        """The sessions' dates as day numbers (None where unknown)."""
-        return [None if s.date is None else day_number(s.date) for s in self.sessions]
+    def dates(self) -> list[dt.date | None]:
+        """The sessions' dates (None where unknown)."""
+        return [None if day is None else EPOCH + dt.timedelta(days=day) for day in self.days]
 
     @property
     def today_number(self) -> int | None:
@@ -294,7 +321,7 @@ class Recommender:
         """The model's inputs for the queries' histories, dates and demographics (what `top` scores)."""
         with self._features_lock:
             return self.artifacts.builder.build_batch(
-                [q.histories for q in queries],
+                [q.history for q in queries],
                 [q.gender for q in queries],
                 [q.age for q in queries],
                 [q.days for q in queries],
@@ -312,23 +339,30 @@ class Recommender:
             self._filters.put(filters, checked)
         return checked
 
-    def top(self, queries: Sequence[Query]) -> list[TopK]:
-        """The top-k of each query from one batched forward pass, filtered labels left out before the top
-        k."""
-        histories = [q.histories for q in queries]
+    def rank_batch(self, queries: Sequence[Query], k: int) -> BatchRanking:
+        """The first k labels of each query from one batched forward pass, filtered labels left out before
+        the top k."""
         inputs = self.model_inputs(queries)
         with torch.inference_mode():  # scores is an inference tensor: updated in place only in this mode
             scores = torch.sigmoid(self.artifacts.model(*inputs))
-            _apply_filters(scores, queries, histories)
+            _apply_filters(scores, queries)
         candidates = torch.isfinite(scores).sum(dim=1).tolist()
-        values, indices = torch.topk(scores, max(q.k for q in queries))
+        values, indices = torch.topk(scores, k)
+        return BatchRanking(values, indices, candidates)
+
+    def top(self, queries: Sequence[Query]) -> list[TopK]:
+        """The top-k of each query (`rank_batch`), each with the labels of its history."""
+        return self.split(queries, self.rank_batch(queries, max(q.k for q in queries)))
+
+    @staticmethod
+    def split(queries: Sequence[Query], batch: BatchRanking) -> list[TopK]:
+        """Each query's ranking (up to its k labels) out of their batch's."""
         tops: list[TopK] = []
-        for query, history, row_values, row_indices, left in zip(
-            queries, histories, values, indices, candidates, strict=True
-        ):
+        for row, (query, left) in enumerate(zip(queries, batch.candidates, strict=True)):
             n = min(query.k, left)
             # Copies: a kept ranking must not keep the whole batch's tensor alive.
-            tops.append(TopK(row_values[:n].clone(), row_indices[:n].clone(), labels_in(history), left))
+            scores, label_ids = batch.scores[row, :n].clone(), batch.label_ids[row, :n].clone()
+            tops.append(TopK(scores, label_ids, labels_in(query.history), left))
         return tops
 
     def ranked(self, entry: TopK, k: int) -> list[ScoredLabel]:
@@ -357,21 +391,22 @@ class Recommender:
         then the recorded ones (`live`; the builder keeps the most recent)."""
         profile = self.client(client_id, live)
         gender, age = self.vocab.genders.index(profile.gender), self.vocab.ages.index(profile.age)
-        history = self.until(profile.history, today)
-        return Query(history, gender, age, k=self.max_k, filter=self.label_filter(filters), today=today)
-
-    @staticmethod
-    def until(history: list[Session], today: dt.date | None) -> list[Session]:
-        """The sessions on or before `today` (a ranking as of a past date sees only what happened by then)."""
-        if today is None:
-            return history
-        return [s for s in history if s.date is None or s.date <= today]
+        return Query.as_of(
+            [session.labels for session in profile.history],
+            [None if session.date is None else day_number(session.date) for session in profile.history],
+            gender,
+            age,
+            k=self.max_k,
+            filter=self.label_filter(filters),
+            today=today,
+        )
 
     def row_query(self, row: int, filters: Filters = NO_FILTERS, today: dt.date | None = None) -> Query:
         """The query of the client in row `row` of the client table (see `n_clients`) on date `today`: its
         training sessions only (a batch job over the artifacts)."""
-        return Query(
-            self.until(self._training_sessions(row), today),
+        return Query.as_of(
+            self._sessions[row],
+            self._days[row],
             self._genders[row],
             self._ages[row],
             k=self.max_k,
@@ -451,15 +486,12 @@ class Recommender:
             _check_dates(dates, len(named), today)
             today = today or max(dates, default=None)
         # A session is its distinct labels in ascending id order, as in the processed data set.
-        when: list[dt.date | None] = list(dates) if dates is not None else [None] * len(named)
-        sessions = [
-            Session(sorted({self._label_ids[name] for name in session}), date)
-            for session, date in zip(named, when, strict=True)
-        ]
+        sessions = [sorted({self._label_ids[name] for name in session}) for session in named]
         if not sessions and gender is None and age is None:
             raise InvalidQueryError("Nothing to score: give a basket, a history, a gender or an age")
         return Query(
             sessions,
+            [day_number(date) for date in dates] if dates is not None else [None] * len(sessions),
             *self.demographic_codes(gender, age),
             k=self.check_k(k),
             filter=self.label_filter(filters),
@@ -491,20 +523,18 @@ class Recommender:
 
 
 def labels_in(sessions: Sequence[Sequence[int]]) -> frozenset[int]:
-    return frozenset(label for session in sessions for label in session)
+    return frozenset(itertools.chain.from_iterable(sessions))
 
 
-def _apply_filters(
-    scores: torch.Tensor, queries: Sequence[Query], histories: Sequence[list[list[int]]]
-) -> None:
-    """Drop each query's filtered labels from its row of `scores` (`histories`: each query's label ids),
-    one call per run of queries sharing a filter (a batch job's queries all share one)."""
+def _apply_filters(scores: torch.Tensor, queries: Sequence[Query]) -> None:
+    """Drop each query's filtered labels from its row of `scores`, one call per run of queries sharing a
+    filter (a batch job's queries all share one)."""
     start = 0
     for end in range(1, len(queries) + 1):
         if end == len(queries) or queries[end].filter is not queries[start].filter:
             label_filter = queries[start].filter
             if label_filter is not None:
-                label_filter.apply(scores[start:end], histories[start:end])
+                label_filter.apply(scores[start:end], [q.history for q in queries[start:end]])
             start = end
 
 

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,14 +242,14 @@ def load_artifacts(path: Path) -> ArtifactSet:
     return ArtifactSet(version_dir, model, encoder, vocab, metadata, clients, builder, products)
 
 
-def client_documents(builder: FeatureBuilder, clients: pl.DataFrame) -> list[list[list[int]]]:
+def client_documents(builder: FeatureBuilder, clients: pl.DataFrame) -> list[list[Sequence[int]]]:
     """Each client's history as the model sees it (`builder.recent` of every kept session): the document
     whose Doc2Vec vector serving needs for the client."""
     return [builder.recent(sessions) for sessions in clients["sessions"].to_list()]
 
 
 def _known_vectors(
-    path: Path, metadata: dict[str, Any], encoder: Doc2VecEncoder, documents: list[list[list[int]]]
+    path: Path, metadata: dict[str, Any], encoder: Doc2VecEncoder, documents: list[list[Sequence[int]]]
 ) -> KnownVectors:
     """The encoder with the clients' history vectors (`documents`' vectors) from `path`, a few rows
     checked against inference (ArtifactError naming the file if they differ); a version written before

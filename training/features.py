@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -199,20 +200,31 @@ class FeatureBuilder:
         self.schema = schema
         self.encoder = encoder
 
-    def recent(self, history: Sequence[Sequence[int]]) -> list[list[int]]:
-        """The sessions the model sees: the newest S, each cut to its first L labels."""
-        start = max(len(history) - self.schema.max_sessions, 0)
-        return [list(session)[: self.schema.max_labels] for session in history[start:]]
+    def recent(self, history: Sequence[Sequence[int]]) -> list[Sequence[int]]:
+        """The sessions the model sees: the newest S, each cut to its first L labels (the caller's own
+        sequences where they are short enough: read, never changed)."""
+        start, most = max(len(history) - self.schema.max_sessions, 0), self.schema.max_labels
+        return [session if len(session) <= most else session[:most] for session in history[start:]]
 
     def hist_tensor(self, recent: Sequence[Sequence[Sequence[int]]]) -> torch.Tensor:
-        """int64 [B, S, L] of `recent` histories (already cut by `recent`), right-aligned, PAD-filled."""
+        """int64 [B, S, L] of `recent` histories (already cut by `recent`), right-aligned, PAD-filled; L is
+        the batch's longest session (at most max_labels, at least 1): the graph reads any L, and PAD slots
+        are work it would skip anyway."""
         s, n = self.schema.max_sessions, self.schema.n_labels
-        hist = np.full((len(recent), s, self.schema.max_labels), PAD, dtype=np.int64)
-        for b, sessions in enumerate(recent):
-            for j, session in enumerate(sessions, start=s - len(sessions)):
-                hist[b, j, : len(session)] = session
-        if hist.size and hist.max() >= n:
-            raise ValueError(f"label id {int(hist.max())} outside the vocabulary of {n} labels")
+        sizes = np.fromiter(map(len, recent), np.int64, len(recent))
+        lengths = np.fromiter((len(session) for sessions in recent for session in sessions), np.int64)
+        hist = np.full((len(recent), s, max(int(lengths.max(initial=0)), 1)), PAD, dtype=np.int64)
+        # Every label's (row, session slot, position) at once: one numpy assignment, no loop per session.
+        labels = np.fromiter(
+            itertools.chain.from_iterable(itertools.chain.from_iterable(recent)), np.int64, int(lengths.sum())
+        )
+        if labels.size and labels.max() >= n:
+            raise ValueError(f"label id {int(labels.max())} outside the vocabulary of {n} labels")
+        slot = np.arange(len(lengths)) + np.repeat(s - sizes - (np.cumsum(sizes) - sizes), sizes)
+        position = np.arange(labels.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        hist[
+            np.repeat(np.repeat(np.arange(len(recent)), sizes), lengths), np.repeat(slot, lengths), position
+        ] = labels
         return torch.from_numpy(hist)
 
     def ago_tensor(self, days: Sequence[Days], today: Days) -> torch.Tensor:

@@ -67,12 +67,21 @@ class WideTerms(NamedTuple):
     start_neighbours: torch.Tensor
 
 
+class _Labels(NamedTuple):
+    """A batch's distinct (row, label) slots, each row's labels in its history."""
+
+    slots: torch.Tensor  # [U] int64, row * N + label, ascending
+    of_entry: torch.Tensor  # [E] int64, each entry's slot in `slots`
+    sessions: torch.Tensor  # [U] float, how many of the row's sessions hold the label
+
+
 class HistoryStats(nn.Module):
     """Raw ids -> `HistoryFeatures` (no weights: the same features feed the wide and the deep part), every
     per-label figure reduced over the history's `Entries`."""
 
     n_ages: Final[int]
     max_sessions: Final[int]
+    recent_column: Final[int]  # the repeat feature that feeds the co-purchase map
     label_clac1: torch.Tensor  # [N, C] one-hot CLAC1 of each label
     pair_mask: torch.Tensor  # [C, C] strict upper triangle
     never: Final[float]
@@ -91,6 +100,7 @@ class HistoryStats(nn.Module):
         self.n_ages, self.max_sessions = schema.n_ages, s
         self.never, self.prior_purchases, self.due_clip = NEVER, PRIOR_PURCHASES, DUE_CLIP
         self.max_days = MAX_DAYS
+        self.recent_column = REPEAT_FEATURES.index(f"decayed_{DECAYS[0]}")
         gaps = torch.full((schema.n_labels,), 30.0) if label_gap is None else torch.tensor(list(label_gap))
         self.register_buffer("label_gap", gaps.float().clamp(min=1.0))
         self.register_buffer("day_taus", torch.tensor(DAY_TAUS))
@@ -103,28 +113,26 @@ class HistoryStats(nn.Module):
         """The `Entries` of `hist` [B, S, L] (label ids, PAD -1), over this graph's labels."""
         return history_entries(hist, self.label_clac1.shape[0])
 
-    def calendar(self, entries: Entries, count: torch.Tensor, ago: torch.Tensor) -> torch.Tensor:
-        """`CALENDAR_FEATURES` [B, N, K] from the days `ago` [B, S] of each session (see the constants),
-        reduced over the history's entries: the minima and maxima exactly, each day-decayed sum adding its
-        terms in session order."""
+    def calendar(self, labels: _Labels, entries: Entries, ago: torch.Tensor) -> torch.Tensor:
+        """`CALENDAR_FEATURES` [U, K] of the history's (row, label) slots from the days `ago` [B, S] of each
+        session (see the constants): the minima and maxima exactly, each day-decayed sum adding its terms in
+        session order; 0 in a row without dates."""
         n = self.label_gap.shape[0]
-        dated = ago[:, -1] >= 0  # FeatureBuilder dates all of a row's sessions, or none
+        dated = (ago[:, -1] >= 0)[labels.slots // n]  # FeatureBuilder dates all of a row's sessions, or none
         days = ago.clamp(min=0.0, max=self.max_days)[entries.row, entries.session]
-        # One slot per (row, label) plus a slot per row that undated entries fall into.
-        slot = entries.row * (n + 1) + torch.where(dated[entries.row], entries.label, n)
-        size = entries.n_rows * (n + 1)
-        last = torch.full([size], self.never, device=ago.device).scatter_reduce(0, slot, days, "amin")
-        first = torch.zeros(size, device=ago.device).scatter_reduce(0, slot, days, "amax")
-        weights = torch.exp(-days.unsqueeze(1) / self.day_taus)
-        decayed = torch.zeros(size, weights.shape[1], device=ago.device).index_add_(0, slot, weights)
-        last = last.view(-1, n + 1)[:, :n]
-        first = first.view(-1, n + 1)[:, :n]
-        decayed = decayed.view(-1, n + 1, weights.shape[1])[:, :n]
-        repeats = (count - 1).clamp(min=0)
-        own_gap = (first - last) / repeats.clamp(min=1.0)
-        expected = (repeats * own_gap + self.prior_purchases * self.label_gap) / (
-            repeats + self.prior_purchases
+        size = labels.slots.shape[0]
+        last = torch.full([size], self.never, device=ago.device).scatter_reduce(
+            0, labels.of_entry, days, "amin"
         )
+        first = torch.zeros(size, device=ago.device).scatter_reduce(0, labels.of_entry, days, "amax")
+        weights = torch.exp(-days.unsqueeze(1) / self.day_taus)
+        decayed = torch.zeros(size, weights.shape[1], device=ago.device).index_add_(
+            0, labels.of_entry, weights
+        )
+        repeats = (labels.sessions - 1).clamp(min=0)
+        own_gap = (first - last) / repeats.clamp(min=1.0)
+        gap = self.label_gap[labels.slots % n]
+        expected = (repeats * own_gap + self.prior_purchases * gap) / (repeats + self.prior_purchases)
         expected = expected.clamp(min=1.0)
         log_due = torch.log((last + 1.0) / expected).clamp(-self.due_clip, self.due_clip)
         features = torch.cat(
@@ -137,39 +145,48 @@ class HistoryStats(nn.Module):
             ],
             dim=-1,
         )
-        return features * (last < self.never).float().unsqueeze(2)
+        return torch.where(dated.unsqueeze(1), features, torch.zeros_like(features))
 
     def forward(
         self, entries: Entries, ago: torch.Tensor, gender: torch.Tensor, age: torch.Tensor
     ) -> HistoryFeatures:
         """repeat per label: log1p(count), count over the non-empty sessions, 1/(1 + sessions since its
-        newest session) (0 if never), in the newest session (0/1), then per d in DECAYS the sum over
-        sessions holding it of d^(sessions ago), added in session order. Each is a sum or maximum over the
-        history's entries, scattered into [B, N]."""
+        newest session), in the newest session (0/1), then per d in DECAYS the sum over sessions holding it
+        of d^(sessions ago), added in session order. Every repeat and calendar feature is computed for the
+        history's (row, label) slots only (a client holds a few dozen of the N labels) and is 0 elsewhere
+        in the [B, N] tensors they are scattered into."""
         n, batch = self.label_clac1.shape[0], entries.n_rows
         flat = batch * n
+        slots, of_entry = torch.unique(entries.slot, sorted=True, return_inverse=True)
+        size = slots.shape[0]
         ones = torch.ones(entries.slot.shape[0], device=ago.device)
-        count = torch.zeros(flat, device=ago.device).index_add_(0, entries.slot, ones).view(batch, n)
+        labels = _Labels(slots, of_entry, torch.zeros(size, device=ago.device).index_add_(0, of_entry, ones))
+        count = torch.zeros(flat, device=ago.device).index_copy_(0, slots, labels.sessions).view(batch, n)
         place = (entries.session + 1).float()  # 1-based slot of the session
-        newest = torch.zeros(flat, device=ago.device).scatter_reduce(0, entries.slot, place, "amax")
-        newest = newest.view(batch, n)
-        recency = torch.where(newest > 0, 1.0 / (1.0 + self.max_sessions - newest), torch.zeros_like(newest))
-        decayed = torch.zeros(flat, self.decay.shape[1], device=ago.device)
-        decayed = decayed.index_add_(0, entries.slot, self.decay[entries.session]).view(batch, n, -1)
-        share = count / entries.n_sessions.clamp(min=1).float().unsqueeze(1)
+        newest = torch.zeros(size, device=ago.device).scatter_reduce(0, of_entry, place, "amax")
+        recency = 1.0 / (1.0 + self.max_sessions - newest)
+        decayed = torch.zeros(size, self.decay.shape[1], device=ago.device)
+        decayed = decayed.index_add_(0, of_entry, self.decay[entries.session])
+        share = labels.sessions / entries.n_sessions[slots // n].clamp(min=1).float()
         in_newest = (newest == self.max_sessions).float()
-        basic = torch.stack([torch.log1p(count), share, recency, in_newest], dim=-1)
+        basic = torch.stack([torch.log1p(labels.sessions), share, recency, in_newest], dim=-1)
+        repeat = torch.cat([basic, decayed], dim=-1)
+        calendar = self.calendar(labels, entries, ago)
         clac1 = (count @ self.label_clac1).clamp(max=1.0)
         n_clac1 = clac1.shape[1]
         cross_base = (gender * self.n_ages + age) * n_clac1
         demo_cross = cross_base.unsqueeze(1) + torch.arange(n_clac1, device=ago.device)
         pair = (clac1.unsqueeze(2) * clac1.unsqueeze(1) * self.pair_mask).flatten(1)
         empty = torch.zeros(batch, 0, device=ago.device)
+        repeat = torch.zeros(flat, repeat.shape[1], device=ago.device).index_copy_(0, slots, repeat)
+        repeat = repeat.view(batch, n, -1)
         return HistoryFeatures(
             counts=count,
-            repeat=torch.cat([basic, decayed], dim=-1),
-            calendar=self.calendar(entries, count, ago),
-            recent=decayed[:, :, 0],
+            repeat=repeat,
+            calendar=torch.zeros(flat, calendar.shape[1], device=ago.device)
+            .index_copy_(0, slots, calendar)
+            .view(batch, n, -1),
+            recent=repeat[:, :, self.recent_column],
             clac1=clac1,
             demo_cross=demo_cross,
             pair=pair,

@@ -1,5 +1,5 @@
-"""Keeping the loaded model out of the cyclic garbage collector's way, and freed tensors' pages in the
-process for the next batch; a process's peak memory."""
+"""Keeping the loaded model out of the cyclic garbage collector's way, freed tensors' pages in the process
+for the next batch, and the service's malloc arenas few; a process's peak memory."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -31,9 +33,30 @@ def freeze_long_lived() -> None:
 
 
 # glibc's mallopt parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit systems.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
 MMAP_THRESHOLD_MAX = 32 * 2**20
 TRIM_THRESHOLD = 2**30
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    """glibc's mallopt, or None where the C library has none."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return getattr(libc, "mallopt", None)
+
+
+def limit_malloc_arenas(arenas: int) -> bool:
+    """Cap this process's glibc malloc arenas at `arenas` (0: leave glibc's default) unless MALLOC_ARENA_MAX
+    is set, and set MALLOC_ARENA_MAX for the processes it starts; False where nothing changed. Call before
+    the process starts threads: an arena made before stays."""
+    if arenas <= 0 or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    os.environ["MALLOC_ARENA_MAX"] = str(arenas)
+    mallopt = _mallopt()
+    return mallopt is not None and bool(mallopt(M_ARENA_MAX, arenas))
 
 
 def keep_freed_memory() -> bool:
@@ -45,12 +68,7 @@ def keep_freed_memory() -> bool:
     anew on every forward pass: 15% of its time (bench/batch.py). Here blocks up to 32 MB come from the
     heap, which keeps up to 1 GB of free memory instead of trimming it; the peak stays that of one batch.
     For one-off jobs that run many large batches; the service's batches are small."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = getattr(libc, "mallopt", None)
-    except OSError:
-        mallopt = None
+    mallopt = _mallopt()
     if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_MAX)) and bool(

@@ -168,13 +168,13 @@ def test_copurchase_sources_sum_to_the_copurchase_term_and_name_history_labels(
     assert wide.copurchase.abs().max() > 0  # a trained map: the check above is not 0 == 0
     for row, query in enumerate(queries):
         history = {
-            label for session in recommender.artifacts.builder.recent(query.histories) for label in session
+            label for session in recommender.artifacts.builder.recent(query.history) for label in session
         }
         assert set(torch.nonzero(sources[row].abs().sum(0)).flatten().tolist()) <= history
 
 
 def test_copurchase_contribution_lists_its_largest_sources_then_the_rest(recommender: Recommender) -> None:
-    longest = max(range(recommender.n_clients), key=lambda row: len(recommender.row_query(row).sessions))
+    longest = max(range(recommender.n_clients), key=lambda row: len(recommender.row_query(row).history))
     query = recommender.row_query(longest)
     ranking = recommender.rank(query)
     (explained,) = explain_rankings(recommender, [query], [ranking], today=TODAY)
@@ -200,7 +200,7 @@ def test_reason_counts_sessions_and_days_from_the_dated_history(recommender: Rec
     item = next(
         item for item in recommender.ranked(recommender.top([query])[0], 200) if item.label_id == label
     )
-    seen = recommender.artifacts.builder.recent(query.histories)
+    seen = recommender.artifacts.builder.recent(query.history)
     known = label_facts(history_facts(recommender, query), item, None, today=TODAY)
     assert (known.in_sessions, known.seen, known.days_ago) == (sum(label in s for s in seen), len(seen), 12)
     assert (known.label, known.top_source, known.segment) == (

@@ -58,7 +58,10 @@ def test_the_supervisor_of_two_workers_holds_no_torch(tiny_artifacts: Path, tmp_
         maps_torch = [
             "libtorch" in Path(f"/proc/{pid}/maps").read_text() for pid in [server.process.pid, *workers]
         ]
+        environments = [Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") for pid in workers]
     assert maps_torch == [False] + [True] * WORKERS
+    # Each worker starts with glibc's malloc arenas capped (WDREC_MALLOC_ARENAS, default 1).
+    assert all(b"MALLOC_ARENA_MAX=1" in environment for environment in environments)
 
 
 async def _rolling_reloads(server: Server, root: Path) -> tuple[Load, httpx.Response]:
