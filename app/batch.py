@@ -13,12 +13,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -163,12 +165,6 @@ def write_recommendations(
     rows = range(recommender.n_clients) if rows is None else rows
     labels = pl.Series(recommender.vocab.labels, dtype=pl.String)
     clac1 = pl.Series(recommender.vocab.clac1, dtype=pl.String).gather(recommender.vocab.label_clac1)
-    if rows:
-        with _torch_threads(1):
-            # The first forward pass's one-off costs (the graph's first run, the heap's first growth) paid
-            # before the clock starts, as a running service has paid them: clients/s measures the ranking.
-            _ranked_rows(recommender, rows[:batch_size], filters, today, k)
-    started, written = time.perf_counter(), 0
     schema = PRODUCT_SCHEMA if products else SCHEMA
     if reason:
         schema = schema.insert(len(SCHEMA), REASON_FIELD)
@@ -198,18 +194,27 @@ def write_recommendations(
         # (~0.3 s and ~40 MB in a process that needs none of it).
         return frame
 
-    batches = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+    batches = _even_batches(rows, batch_size, threads)
     with (
-        _atomic_writer(out, fmt, schema) as writer,
-        tqdm(total=len(rows), unit="client", desc="recommend") as bar,
         _torch_threads(1),  # one per forward pass: the threads' batches run side by side (as the API's do)
         ThreadPoolExecutor(threads, thread_name_prefix="recommend") as pool,
     ):
-        for batch, frame in zip(batches, _in_order(pool, rank, batches, ahead=2 * threads), strict=True):
-            writer.write(frame.to_arrow().cast(schema))
-            written += frame.height
-            bar.update(len(batch))
-    summary = BatchSummary(clients=len(rows), rows=written, seconds=time.perf_counter() - started)
+        if batches:
+            # A thread's first forward pass costs more (the first batch of 128 took 23 ms, the next ones 13;
+            # the graph's first run, the thread's heap): paid on each thread before the clock starts, as a
+            # running service's threads have paid it, so clients/s measures the ranking.
+            _on_each_thread(pool, threads, partial(_ranked_rows, recommender, batches[0], filters, today, k))
+        started, written = time.perf_counter(), 0
+        with (
+            _atomic_writer(out, fmt, schema) as writer,
+            tqdm(total=len(rows), unit="client", desc="recommend") as bar,
+        ):
+            for batch, frame in zip(batches, _in_order(pool, rank, batches, ahead=2 * threads), strict=True):
+                writer.write(frame.to_arrow().cast(schema))
+                written += frame.height
+                bar.update(len(batch))
+        seconds = time.perf_counter() - started
+    summary = BatchSummary(clients=len(rows), rows=written, seconds=seconds)
     peak = peak_rss_mb()
     logger.info(
         "wrote %d rows for %d clients to %s in %.3f s (%.0f clients/s); peak RSS %s",
@@ -283,9 +288,30 @@ def _with_products(frame: pl.DataFrame, lists: Sequence[Sequence[RankedProduct]]
     )
 
 
+def _even_batches(rows: Sequence[int], most: int, threads: int) -> list[Sequence[int]]:
+    """`rows` in consecutive batches of at most `most`, as many as a multiple of `threads` (unless there are
+    fewer rows) and of sizes differing by at most one, so that the threads finish together: in batches of
+    exactly `most`, the last round left a thread idle while another ranked a full batch."""
+    count = -(-len(rows) // most)
+    count = min(count + (-count % threads), len(rows))
+    return [rows[i * len(rows) // count : (i + 1) * len(rows) // count] for i in range(count)]
+
+
+def _on_each_thread(pool: Executor, threads: int, work: Callable[[], object]) -> None:
+    """Run `work` once on each of the `threads` threads of `pool`, which must be idle."""
+    barrier = threading.Barrier(threads)
+
+    def once() -> None:
+        barrier.wait()  # each thread holds its task until all have one, so none takes two
+        work()
+
+    for future in [pool.submit(once) for _ in range(threads)]:
+        future.result()
+
+
 def _in_order(
     pool: Executor, work: Callable[[Sequence[int]], T], batches: Sequence[Sequence[int]], *, ahead: int
-) -> Iterator[T]:
+) -> Generator[T, None, None]:
     """`work` of each batch on `pool`, yielded in the batches' order, at most `ahead` submitted and not yet
     taken (memory holds a few batches, however many clients there are); left early, the rest is cancelled."""
     pending: deque[Future[T]] = deque()
