@@ -1,11 +1,12 @@
 """Every client's top k in one file (`wdrec recommend`): the rankings GET /recommend answers, in batches.
 
-Each batch of clients goes through `Recommender.top` (the route's own path: the same features, forward pass,
-filters and top k), then becomes rows (client_id, rank, label, clac1, score, bought_before; with --products
-N, one row per product of each label: product_rank, pd_c, product_name, brand, product_source,
-product_score; with --reason, each label's reason in words, as explain=true gives it) appended to a
-Parquet or CSV file. Memory holds one batch at a time; the file is written under a temporary name beside
-the target and renamed over it only when complete, so a failed run leaves the old file (or none).
+Each batch of clients goes through `Recommender.rank_batch` (the routes' own path: the same features,
+forward pass, filters and top k) on one of a scoring thread per core, then becomes rows (client_id, rank,
+label, clac1, score, bought_before; with --products N, one row per product of each label: product_rank,
+pd_c, product_name, brand, product_source, product_score; with --reason, each label's reason in words, as
+explain=true gives it) appended, in the clients' order, to a Parquet or CSV file. Memory holds a few
+batches at a time; the file is written under a temporary name beside the target and renamed over it only
+when complete, so a failed run leaves the old file (or none).
 """
 
 from __future__ import annotations
@@ -190,8 +191,6 @@ def write_recommendations(
                 )
             ]
             frame = _with_products(frame, lists)
-        # Polars builds the rows and hands Arrow the buffers: pyarrow's own constructors import pandas
-        # (~0.3 s and ~40 MB in a process that needs none of it).
         return frame
 
     batches = _even_batches(rows, batch_size, threads)
@@ -210,6 +209,8 @@ def write_recommendations(
             tqdm(total=len(rows), unit="client", desc="recommend") as bar,
         ):
             for batch, frame in zip(batches, _in_order(pool, rank, batches, ahead=2 * threads), strict=True):
+                # Polars builds the rows and hands Arrow the buffers: pyarrow's own constructors import
+                # pandas (~0.3 s and ~40 MB in a process that needs none of it).
                 writer.write(frame.to_arrow().cast(schema))
                 written += frame.height
                 bar.update(len(batch))
