@@ -113,6 +113,13 @@ class HistoryStats(nn.Module):
         """The `Entries` of `hist` [B, S, L] (label ids, PAD -1), over this graph's labels."""
         return history_entries(hist, self.label_clac1.shape[0])
 
+    def spread(self, values: torch.Tensor, slots: torch.Tensor, batch: int) -> torch.Tensor:
+        """[batch, N, ...]: `values` [U, ...] at the (row, label) `slots`, zeros elsewhere."""
+        n, rest = self.label_clac1.shape[0], list(values.shape[1:])
+        # List concatenation, not `[..., *rest]`: TorchScript has no starred expressions in lists.
+        spread = torch.zeros([batch * n] + rest, device=values.device)  # noqa: RUF005
+        return spread.index_copy_(0, slots, values).view([batch, n] + rest)  # noqa: RUF005
+
     def calendar(self, labels: _Labels, entries: Entries, ago: torch.Tensor) -> torch.Tensor:
         """`CALENDAR_FEATURES` [U, K] of the history's (row, label) slots from the days `ago` [B, S] of each
         session (see the constants): the minima and maxima exactly, each day-decayed sum adding its terms in
@@ -156,12 +163,11 @@ class HistoryStats(nn.Module):
         history's (row, label) slots only (a client holds a few dozen of the N labels) and is 0 elsewhere
         in the [B, N] tensors they are scattered into."""
         n, batch = self.label_clac1.shape[0], entries.n_rows
-        flat = batch * n
         slots, of_entry = torch.unique(entries.slot, sorted=True, return_inverse=True)
         size = slots.shape[0]
         ones = torch.ones(entries.slot.shape[0], device=ago.device)
         labels = _Labels(slots, of_entry, torch.zeros(size, device=ago.device).index_add_(0, of_entry, ones))
-        count = torch.zeros(flat, device=ago.device).index_copy_(0, slots, labels.sessions).view(batch, n)
+        count = self.spread(labels.sessions, slots, batch)
         place = (entries.session + 1).float()  # 1-based slot of the session
         newest = torch.zeros(size, device=ago.device).scatter_reduce(0, of_entry, place, "amax")
         recency = 1.0 / (1.0 + self.max_sessions - newest)
@@ -178,14 +184,11 @@ class HistoryStats(nn.Module):
         demo_cross = cross_base.unsqueeze(1) + torch.arange(n_clac1, device=ago.device)
         pair = (clac1.unsqueeze(2) * clac1.unsqueeze(1) * self.pair_mask).flatten(1)
         empty = torch.zeros(batch, 0, device=ago.device)
-        repeat = torch.zeros(flat, repeat.shape[1], device=ago.device).index_copy_(0, slots, repeat)
-        repeat = repeat.view(batch, n, -1)
+        repeat = self.spread(repeat, slots, batch)
         return HistoryFeatures(
             counts=count,
             repeat=repeat,
-            calendar=torch.zeros(flat, calendar.shape[1], device=ago.device)
-            .index_copy_(0, slots, calendar)
-            .view(batch, n, -1),
+            calendar=self.spread(calendar, slots, batch),
             recent=repeat[:, :, self.recent_column],
             clac1=clac1,
             demo_cross=demo_cross,
