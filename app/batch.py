@@ -174,7 +174,7 @@ def write_recommendations(
         """One batch's rows (on a scoring thread)."""
         queries, ranking = _ranked_rows(recommender, batch, filters, today, k)
         ids = [recommender.client_id_at(row) for row in batch]
-        bought = bought_mask([query.history for query in queries], recommender.vocab.n_labels)
+        bought = bought_mask([query.history for query in queries], recommender.vocab.n_labels).numpy()
         frame = _frame(ids, ranking, bought, k, labels=labels, clac1=clac1)
         if reason or products:
             rankings = [recommender.ranked(top, k) for top in recommender.split(queries, ranking)]
@@ -244,7 +244,7 @@ def _ranked_rows(
 def _frame(
     client_ids: Sequence[int],
     batch: BatchRanking,
-    bought: torch.Tensor,
+    bought: np.ndarray,
     k: int,
     *,
     labels: pl.Series,
@@ -252,19 +252,21 @@ def _frame(
 ) -> pl.DataFrame:
     """One batch's rows (SCHEMA's columns): each client's first k labels of `batch` (fewer when the filters
     left fewer), best first; `bought` [B, N] marks each client's history labels, `labels` and `clac1` hold
-    each label id's names."""
+    each label id's names. In numpy: a torch call per column would hand the GIL to the other scoring
+    threads each time."""
     counts = np.minimum(k, np.asarray(batch.candidates, dtype=np.int64))
-    kept = torch.from_numpy(np.arange(k) < counts[:, None])
-    label_ids = batch.label_ids[:, :k][kept]
+    kept = np.arange(k) < counts[:, None]  # [B, k]
+    top = batch.label_ids[:, :k].numpy()
+    label_ids = top[kept]
     return pl.DataFrame(
         {
             "client_id": np.repeat(np.asarray(client_ids, dtype=np.int64), counts),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(counts))[kept.numpy().ravel()],
-            "label": labels.gather(label_ids.numpy()),
-            "clac1": clac1.gather(label_ids.numpy()),
+            "rank": np.nonzero(kept)[1].astype(np.int32) + 1,
+            "label": labels.gather(label_ids),
+            "clac1": clac1.gather(label_ids),
             # float32 scores widened exactly, as the API's JSON shows them.
-            "score": batch.scores[:, :k][kept].numpy().astype(np.float64),
-            "bought_before": bought.gather(1, batch.label_ids[:, :k])[kept].numpy(),
+            "score": batch.scores[:, :k].numpy()[kept].astype(np.float64),
+            "bought_before": np.take_along_axis(bought, top, axis=1)[kept],
         }
     )
 

@@ -45,10 +45,12 @@ FILTER_CACHE_SIZE = 256  # distinct filters kept checked per loaded version
 
 class TopK(NamedTuple):
     """A ranking: the best labels' scores and ids (best first), the labels of the scored history, and how
-    many labels the filters left (fewer than k come back when fewer remain)."""
+    many labels the filters left (fewer than k come back when fewer remain). Plain Python values: whichever
+    thread reads a ranking (the event loop, for a request) never holds a tensor, whose release would hand
+    the GIL to the scoring threads mid-response."""
 
-    scores: torch.Tensor
-    label_ids: torch.Tensor
+    scores: list[float]  # the float32 scores, widened exactly
+    label_ids: list[int]
     bought: frozenset[int]
     candidates: int
 
@@ -357,17 +359,17 @@ class Recommender:
     @staticmethod
     def split(queries: Sequence[Query], batch: BatchRanking) -> list[TopK]:
         """Each query's ranking (up to its k labels) out of their batch's."""
-        tops: list[TopK] = []
-        for row, (query, left) in enumerate(zip(queries, batch.candidates, strict=True)):
-            n = min(query.k, left)
-            # Copies: a kept ranking must not keep the whole batch's tensor alive.
-            scores, label_ids = batch.scores[row, :n].clone(), batch.label_ids[row, :n].clone()
-            tops.append(TopK(scores, label_ids, labels_in(query.history), left))
-        return tops
+        lengths = [min(query.k, left) for query, left in zip(queries, batch.candidates, strict=True)]
+        width = max(lengths, default=0)
+        scores, label_ids = batch.scores[:, :width].tolist(), batch.label_ids[:, :width].tolist()
+        return [
+            TopK(scores[row][:n], label_ids[row][:n], labels_in(query.history), left)
+            for row, (query, left, n) in enumerate(zip(queries, batch.candidates, lengths, strict=True))
+        ]
 
     def ranked(self, entry: TopK, k: int) -> list[ScoredLabel]:
         """The first k labels of a ranking, best first, marking labels the history holds."""
-        values, indices, bought = entry.scores[:k].tolist(), entry.label_ids[:k].tolist(), entry.bought
+        values, indices, bought = entry.scores[:k], entry.label_ids[:k], entry.bought
         return [
             ScoredLabel(
                 rank=rank,

@@ -232,16 +232,20 @@ class FeatureBuilder:
         is all NO_DATE when its reference date or any kept session's date is unknown (the model then falls
         back to its session-count features)."""
         s = self.schema.max_sessions
-        ago = np.full((len(today), s), NO_DATE, dtype=np.float32)
-        for b, (sessions, ref) in enumerate(zip(days, today, strict=True)):
-            kept = list(sessions)[max(len(sessions) - s, 0) :]
-            if ref is None or not kept or any(d is None for d in kept):
-                continue
-            row = [float(ref - d) for d in kept if d is not None]
-            if min(row) < 0:
-                raise ValueError(f"a session dated after its reference date ({min(row):.0f} days)")
-            ago[b, s - len(row) :] = row
-        return torch.from_numpy(ago)
+        pairs = zip(days, today, strict=True)
+        kept = [list(sessions)[-s:] if ref is not None else [] for sessions, ref in pairs]
+        sizes = np.fromiter(map(len, kept), np.int64, len(kept))
+        rows = np.repeat(np.arange(len(kept)), sizes)
+        refs = np.array([np.nan if ref is None else ref for ref in today], dtype=np.float64)
+        # Every kept session at once; an undated session is NaN and leaves its whole row undated.
+        ago = refs[rows] - np.array(list(itertools.chain.from_iterable(kept)), dtype=np.float64)
+        dated = (np.bincount(rows, weights=np.isnan(ago), minlength=len(kept)) == 0)[rows]
+        if (ago[dated] < 0).any():
+            raise ValueError(f"a session dated after its reference date ({ago[dated].min():.0f} days)")
+        place = np.arange(ago.size) - np.repeat(np.cumsum(sizes) - sizes - (s - sizes), sizes)
+        out = np.full((len(kept), s), NO_DATE, dtype=np.float32)
+        out[rows[dated], place[dated]] = ago[dated]
+        return torch.from_numpy(out)
 
     def build_batch(
         self,

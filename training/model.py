@@ -248,6 +248,11 @@ class Wide(nn.Module):
         )
 
 
+def _rows(values: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+    """[len(flat), F]: the rows of `values` [B, N, F] at flat (row, label) slots."""
+    return values.reshape(-1, values.shape[2]).index_select(0, flat)
+
+
 class Deep(nn.Module):
     """Two towers, as Cheng et al.'s deep part scores each (user, app) impression:
 
@@ -302,18 +307,19 @@ class Deep(nn.Module):
         chosen = (wide + client).detach() + torch.log1p(f.counts)
         # [B, K]: a set, in no particular order (sorting it cost as much as choosing it)
         idx = chosen.topk(self.candidates, dim=1, sorted=False).indices
-        # Each family gathered at the candidates before they are joined: [B, K, .], not [B, N, .].
-        rows = idx.unsqueeze(2)
-        parts = [f.repeat.gather(1, rows.expand(-1, -1, f.repeat.shape[2])),
-                 f.calendar.gather(1, rows.expand(-1, -1, f.calendar.shape[2]))]  # fmt: skip
+        batch, n = idx.shape[0], f.counts.shape[1]
+        # Each family's rows taken at the candidates' flat (row, label) slots before they are joined:
+        # [B x K, .], not [B, N, .] (row lookups cost half of gathers along dim 1).
+        flat = (idx + torch.arange(batch, device=idx.device).unsqueeze(1) * n).view(-1)
+        parts = [_rows(f.repeat, flat), _rows(f.calendar, flat)]
         if self.has_start:
-            parts += [f.start.own.gather(1, idx).unsqueeze(2), f.start.neighbours.gather(1, idx).unsqueeze(2)]
+            parts += [_rows(f.start.own.unsqueeze(2), flat), _rows(f.start.neighbours.unsqueeze(2), flat)]
         else:
-            parts.append(torch.zeros(idx.shape[0], idx.shape[1], 2, device=idx.device))
-        parts.append(self.label_emb[idx])
+            parts.append(torch.zeros(flat.shape[0], 2, device=idx.device))
+        parts.append(nn.functional.embedding(idx.view(-1), self.label_emb))
         # The first layer as a matmul plus (its bias + the client's context) per row, added in place: faster
         # than nn.Linear's addmm, which first copies the broadcast bias into its [B x K, width] output.
-        first = torch.matmul(torch.cat(parts, dim=-1), self.pair.weight.t())
+        first = torch.matmul(torch.cat(parts, dim=-1), self.pair.weight.t()).view(batch, idx.shape[1], -1)
         hidden = first.add_((context + self.pair.bias).unsqueeze(1))  # the mlp's ReLU comes first
         scored = self.out(self.mlp(hidden)).squeeze(-1)
         return client.scatter_add(1, idx, scored)

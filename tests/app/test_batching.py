@@ -41,9 +41,9 @@ def _custom(recommender: Recommender, i: int) -> partial[Query]:
 
 
 def _assert_same(got: TopK, want: TopK) -> None:
-    assert got[1].tolist() == want[1].tolist()
-    torch.testing.assert_close(got[0], want[0])
-    assert got[2] == want[2]
+    assert got.label_ids == want.label_ids
+    torch.testing.assert_close(torch.tensor(got.scores), torch.tensor(want.scores))
+    assert got.bought == want.bought
 
 
 def test_score_batch_keeps_each_requests_error_and_scores_the_rest(artifacts: ArtifactSet) -> None:

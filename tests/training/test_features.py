@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 
@@ -89,3 +91,21 @@ def test_split_examples_matches_processed_data_split_column() -> None:
         for split in ("train", "valid", "test")
     }
     assert {split: len(split_examples(records, split)) for split in by_split} == by_split
+
+
+def _ago_row(sessions: list[int | None], ref: int | None, s: int) -> list[float]:
+    """One row of `ago_tensor`, spelled out: the newest s sessions right-aligned, or NO_DATE throughout."""
+    kept = sessions[-s:]
+    if ref is None or not kept or None in kept:
+        return [NO_DATE] * s
+    return [NO_DATE] * (s - len(kept)) + [float(ref - day) for day in kept if day is not None]
+
+
+def test_ago_tensor_equals_the_row_by_row_rule_on_random_batches(builder: FeatureBuilder) -> None:
+    rng, s = random.Random(0), builder.schema.max_sessions
+    for _ in range(300):
+        sorted_days = [sorted(rng.sample(range(400), rng.randint(0, 6))) for _ in range(rng.randint(0, 5))]
+        days = [[None if rng.random() < 0.05 else day for day in row] for row in sorted_days]
+        today = [None if rng.random() < 0.1 else rng.randint(400, 600) for _ in days]
+        want = [_ago_row(sessions, ref, s) for sessions, ref in zip(days, today, strict=True)]
+        assert builder.ago_tensor(days, today).tolist() == want
