@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,23 @@ def targets_table(targets: Mapping[str, bool]) -> list[str]:
     ]
 
 
+def cpu() -> str:
+    """The CPU's model name (/proc/cpuinfo; the platform's machine type where there is none) and cores: the
+    machine's CPU can change under a VM, and training rounds differently on another CPU."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        lines = []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    return f"{model or platform.machine()}, {os.cpu_count()} cores"
+
+
 def write_results(name: str, result: Any, markdown: str) -> None:
-    """results/<name>.json and results/<name>.md, then the Markdown on stdout."""
+    """results/<name>.json and results/<name>.md, each naming the CPU it was measured on, then the Markdown
+    on stdout."""
+    if isinstance(result, dict):
+        result = {**result, "cpu": cpu()}
+    markdown = f"{markdown.rstrip()}\n\nMeasured on: {cpu()}.\n"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown)
