@@ -33,9 +33,10 @@ def cpu() -> str:
 def write_results(name: str, result: Any, markdown: str) -> None:
     """results/<name>.json and results/<name>.md, each naming the CPU it was measured on, then the Markdown
     on stdout."""
+    measured_on = cpu()
     if isinstance(result, dict):
-        result = {**result, "cpu": cpu()}
-    markdown = f"{markdown.rstrip()}\n\nMeasured on: {cpu()}.\n"
+        result = {**result, "cpu": measured_on}
+    markdown = f"{markdown.rstrip()}\n\nMeasured on: {measured_on}.\n"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     (RESULTS / f"{name}.md").write_text(markdown)

@@ -242,7 +242,8 @@ class FeatureBuilder:
         dated = (np.bincount(rows, weights=np.isnan(ago), minlength=len(kept)) == 0)[rows]
         if (ago[dated] < 0).any():
             raise ValueError(f"a session dated after its reference date ({ago[dated].min():.0f} days)")
-        place = np.arange(ago.size) - np.repeat(np.cumsum(sizes) - sizes - (s - sizes), sizes)
+        # Right-aligned: a row's last session in column s - 1.
+        place = np.arange(ago.size) - np.repeat(np.cumsum(sizes) - s, sizes)
         out = np.full((len(kept), s), NO_DATE, dtype=np.float32)
         out[rows[dated], place[dated]] = ago[dated]
         return torch.from_numpy(out)
