@@ -1,6 +1,8 @@
 """Every client's top k in one file (`wdrec recommend`): the rankings GET /recommend answers, in batches.
 
-Each batch of clients goes through `Recommender.rank_batch` (the routes' own path: the same features,
+The clients are those of the training data, then those only the database has recorded; a client's history
+is its training sessions then its recorded ones, read from the database batch by batch, as the API reads
+them. Each batch of clients goes through `Recommender.rank_batch` (the routes' own path: the same features,
 forward pass, filters and top k) on one of a scoring thread per core, then becomes rows (client_id, rank,
 label, clac1, score, bought_before; with --products N, one row per product of each label: product_rank,
 pd_c, product_name, brand, product_source, product_score; with --reason, each label's reason in words, as
@@ -34,12 +36,14 @@ import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
+from app.core.config import Settings
 from app.core.memory import freeze_long_lived, keep_freed_memory, peak_rss_mb
-from app.errors import UnknownClientError
 from app.explain import explain_rankings, utc_today
 from app.filters import NO_FILTERS, Filters, bought_mask
+from app.live import LiveClient
 from app.products import RankedProduct
 from app.recommender import BatchRanking, Query, Recommender
+from app.store import SessionStore
 from training.errors import WdrecError
 
 logger = logging.getLogger(__name__)
@@ -78,6 +82,25 @@ class BatchInputError(WdrecError):
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """The database's recorded clients for a batch job: their IDs, listed when it starts, and each batch's
+    recorded states, read when that batch is ranked (one read per batch holding a recorded client)."""
+
+    store: SessionStore
+    ids: frozenset[int]
+
+    @classmethod
+    def of(cls, store: SessionStore) -> Recorded:
+        return cls(store, frozenset(store.recorded_client_ids()))
+
+    def states(self, client_ids: Sequence[int], *, newest: int, today: dt.date) -> dict[int, LiveClient]:
+        """The recorded state of each of `client_ids` that has one: its newest `newest` sessions up to
+        `today` (what GET /recommend reads)."""
+        wanted = [client_id for client_id in client_ids if client_id in self.ids]
+        return self.store.clients(wanted, newest=newest, until=today) if wanted else {}
+
+
+@dataclass(frozen=True)
 class BatchSummary:
     clients: int
     rows: int
@@ -113,24 +136,27 @@ def read_client_ids(path: Path) -> list[int]:
     return list(ids)
 
 
-def client_rows(recommender: Recommender, client_ids: Sequence[int] | None, source: Path | None) -> list[int]:
-    """Rows of the client table to rank: every client when `client_ids` is None; BatchInputError listing
-    the IDs the artifacts do not know."""
+def clients_to_rank(
+    recommender: Recommender,
+    client_ids: Sequence[int] | None,
+    source: Path | None,
+    recorded: Recorded | None = None,
+) -> list[int]:
+    """The client IDs to rank: when `client_ids` is None, every client of the artifacts' client table, then
+    the recorded clients it does not hold, by ID; else `client_ids`, BatchInputError listing those neither
+    the artifacts nor the database know."""
+    known = recorded.ids if recorded is not None else frozenset()
     if client_ids is None:
-        return list(range(recommender.n_clients))
-    rows, unknown = [], []
-    for client_id in client_ids:
-        try:
-            rows.append(recommender.row_of(client_id))
-        except UnknownClientError:
-            unknown.append(client_id)
+        table = [recommender.client_id_at(row) for row in range(recommender.n_clients)]
+        return table + sorted(known.difference(table))
+    unknown = [c for c in client_ids if c not in known and not recommender.knows(c)]
     if unknown:
         more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         raise BatchInputError(
-            f"{source}: {len(unknown)} client ID(s) not in the artifacts' client table: "
+            f"{source}: {len(unknown)} client ID(s) neither in the artifacts' client table nor recorded: "
             f"{', '.join(map(str, unknown[:10]))}{more}"
         )
-    return rows
+    return list(client_ids)
 
 
 def write_recommendations(
@@ -139,7 +165,8 @@ def write_recommendations(
     *,
     k: int = 10,
     filters: Filters = NO_FILTERS,
-    rows: Sequence[int] | None = None,
+    clients: Sequence[int] | None = None,
+    recorded: Recorded | None = None,
     fmt: str = "parquet",
     batch_size: int = BATCH_CLIENTS,
     products: int = 0,
@@ -148,10 +175,11 @@ def write_recommendations(
     today: dt.date | None = None,
     threads: int | None = None,
 ) -> BatchSummary:
-    """Write the top k of each client row (default: all) as of `today` (default: the clock's date, UTC)
-    to `out` atomically, each label with up to `products` products as GET /recommend ranks them and, with
-    `reason`, its reason; `threads` batches are ranked at a time (default: one per core). Returns what was
-    written."""
+    """Write the top k of each of `clients` (IDs; default: every client of the artifacts and of
+    `recorded`) as of `today` (default: the clock's date, UTC) to `out` atomically, from their training
+    and recorded sessions, each label with up to `products` products as GET /recommend ranks them and,
+    with `reason`, its reason; `threads` batches are ranked at a time (default: one per core). Returns
+    what was written."""
     today = today or utc_today()
     if fmt not in FORMATS:
         raise BatchInputError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -163,17 +191,18 @@ def write_recommendations(
     recommender.check_k(k)
     recommender.label_filter(filters)  # a conflict or an unknown name stops the run before any work
     recommender.label_products([], n=products)  # so do a bad count and a version without product tables
-    rows = range(recommender.n_clients) if rows is None else rows
+    clients = clients_to_rank(recommender, None, None, recorded) if clients is None else clients
     labels = pl.Series(recommender.vocab.labels, dtype=pl.String)
     clac1 = pl.Series(recommender.vocab.clac1, dtype=pl.String).gather(recommender.vocab.label_clac1)
     schema = PRODUCT_SCHEMA if products else SCHEMA
     if reason:
         schema = schema.insert(len(SCHEMA), REASON_FIELD)
 
-    def rank(batch: Sequence[int]) -> pl.DataFrame:
+    rank_batch = partial(_ranked_rows, recommender, filters=filters, today=today, k=k, recorded=recorded)
+
+    def rank(ids: Sequence[int]) -> pl.DataFrame:
         """One batch's rows (on a scoring thread)."""
-        queries, ranking = _ranked_rows(recommender, batch, filters, today, k)
-        ids = [recommender.client_id_at(row) for row in batch]
+        queries, ranking, live = rank_batch(ids)
         bought = bought_mask([query.history for query in queries], recommender.vocab.n_labels).numpy()
         frame = _frame(ids, ranking, bought, k, labels=labels, clac1=clac1)
         if reason or products:
@@ -187,13 +216,17 @@ def write_recommendations(
                 product_list
                 for client_id, ranked in zip(ids, rankings, strict=True)
                 for product_list in recommender.label_products(
-                    ranked, n=products, client_id=client_id, exclude_bought=exclude_bought_products
+                    ranked,
+                    n=products,
+                    client_id=client_id,
+                    live=live.get(client_id),
+                    exclude_bought=exclude_bought_products,
                 )
             ]
             frame = _with_products(frame, lists)
         return frame
 
-    batches = _even_batches(rows, batch_size, threads)
+    batches = _even_batches(clients, batch_size, threads)
     with (
         _torch_threads(1),  # one per forward pass: the threads' batches run side by side (as the API's do)
         ThreadPoolExecutor(threads, thread_name_prefix="recommend") as pool,
@@ -202,11 +235,11 @@ def write_recommendations(
             # A thread's first forward pass costs more (the first batch of 128 took 23 ms, the next ones 13;
             # the graph's first run, the thread's heap): paid on each thread before the clock starts, as a
             # running service's threads have paid it, so clients/s measures the ranking.
-            _on_each_thread(pool, threads, partial(_ranked_rows, recommender, batches[0], filters, today, k))
+            _on_each_thread(pool, threads, partial(rank_batch, batches[0]))
         started, written = time.perf_counter(), 0
         with (
             _atomic_writer(out, fmt, schema) as writer,
-            tqdm(total=len(rows), unit="client", desc="recommend") as bar,
+            tqdm(total=len(clients), unit="client", desc="recommend") as bar,
         ):
             for batch, frame in zip(batches, _in_order(pool, rank, batches, ahead=2 * threads), strict=True):
                 # Polars builds the rows and hands Arrow the buffers: pyarrow's own constructors import
@@ -215,7 +248,7 @@ def write_recommendations(
                 written += frame.height
                 bar.update(len(batch))
         seconds = time.perf_counter() - started
-    summary = BatchSummary(clients=len(rows), rows=written, seconds=seconds)
+    summary = BatchSummary(clients=len(clients), rows=written, seconds=seconds)
     peak = peak_rss_mb()
     logger.info(
         "wrote %d rows for %d clients to %s in %.3f s (%.0f clients/s); peak RSS %s",
@@ -230,15 +263,28 @@ def write_recommendations(
 
 
 def _ranked_rows(
-    recommender: Recommender, rows: Sequence[int], filters: Filters, today: dt.date, k: int
-) -> tuple[list[Query], BatchRanking]:
-    """The queries of client table rows and their first k labels, as a scoring thread ranks them."""
+    recommender: Recommender,
+    client_ids: Sequence[int],
+    *,
+    filters: Filters,
+    today: dt.date,
+    k: int,
+    recorded: Recorded | None,
+) -> tuple[list[Query], BatchRanking, dict[int, LiveClient]]:
+    """The clients' queries, their first k labels and their recorded states, as a scoring thread ranks
+    them: a client nothing was recorded for is ranked from its row of the client table."""
+    live = recorded.states(client_ids, newest=recommender.max_sessions, today=today) if recorded else {}
     # TorchScript's profiling executor spends its first calls specialising the graph, which a one-off
     # job does not earn back: 20% more clients/s over the default data without it (bench/batch.py).
     # The setting is per thread.
     with torch.jit.optimized_execution(False):
-        queries = [recommender.row_query(row, filters, today) for row in rows]
-        return queries, recommender.rank_batch(queries, k)
+        queries = [
+            recommender.client_query(client_id, filters, live[client_id], today)
+            if client_id in live
+            else recommender.row_query(recommender.row_of(client_id), filters, today)
+            for client_id in client_ids
+        ]
+        return queries, recommender.rank_batch(queries, k), live
 
 
 def _frame(
@@ -367,34 +413,57 @@ def run_recommend(
     filters: Filters,
     clients_file: Path | None,
     fmt: str | None,
+    database: str | None = None,
     batch_size: int | None = None,
     products: int = 0,
     exclude_bought_products: bool = False,
     reason: bool = False,
     today: dt.date | None = None,
 ) -> BatchSummary:
-    """`wdrec recommend`: load and verify the artifacts as `wdrec serve` does, then write every client's
-    (or the listed clients') top k; the format follows --format, else the file's suffix, else Parquet."""
+    """`wdrec recommend`: load and verify the artifacts as `wdrec serve` does, open the database the
+    service records sessions in (`database`, else as `wdrec serve` would; a SQLite file that does not
+    exist yet holds nothing and is not created), then write every client's (or the listed clients') top k;
+    the format follows --format, else the file's suffix, else Parquet."""
     from app.core.config import load_settings
 
-    settings = load_settings(**({"artifacts_dir": artifacts} if artifacts else {}))
+    overrides: dict[str, object] = {"artifacts_dir": artifacts} if artifacts else {}
+    if database:
+        overrides["database_url"] = database
+    settings = load_settings(**overrides)
     fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "parquet")
     client_ids = read_client_ids(clients_file) if clients_file else None
     # No ranking cache: each client is ranked once. max_k as the service has it, so k is bounded alike.
     recommender = Recommender.load(settings.artifacts_dir, max_k=settings.max_k)
-    rows = client_rows(recommender, client_ids, clients_file)
-    freeze_long_lived()  # as the service does: no full collection over the model while ranking
-    keep_freed_memory()  # batches reuse the heap instead of page-faulting fresh pages
-    return write_recommendations(
-        recommender,
-        out,
-        k=k,
-        filters=filters,
-        rows=rows,
-        fmt=fmt,
-        batch_size=BATCH_CLIENTS if batch_size is None else batch_size,
-        products=products,
-        exclude_bought_products=exclude_bought_products,
-        reason=reason,
-        today=today,
-    )
+    store = _recorded_store(settings)
+    try:
+        recorded = Recorded.of(store) if store is not None else None
+        clients = clients_to_rank(recommender, client_ids, clients_file, recorded)
+        freeze_long_lived()  # as the service does: no full collection over the model while ranking
+        keep_freed_memory()  # batches reuse the heap instead of page-faulting fresh pages
+        return write_recommendations(
+            recommender,
+            out,
+            k=k,
+            filters=filters,
+            clients=clients,
+            recorded=recorded,
+            fmt=fmt,
+            batch_size=BATCH_CLIENTS if batch_size is None else batch_size,
+            products=products,
+            exclude_bought_products=exclude_bought_products,
+            reason=reason,
+            today=today,
+        )
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _recorded_store(settings: Settings) -> SessionStore | None:
+    """The database `wdrec serve` would record sessions in; None for a SQLite file not created yet."""
+    from app.db.engine import database_url, open_database
+
+    url = database_url(settings)
+    if url.get_backend_name() == "sqlite" and not Path(str(url.database)).exists():
+        return None
+    return SessionStore(open_database(url))

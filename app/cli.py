@@ -36,6 +36,7 @@ def _recommend(args: argparse.Namespace) -> None:
         filters=filters,
         clients_file=args.clients,
         fmt=args.format,
+        database=args.database,
         batch_size=args.batch_size,
         products=args.products,
         exclude_bought_products=args.exclude_bought_products,
@@ -90,7 +91,16 @@ def add_commands(sub: Any) -> None:  # argparse's _SubParsersAction is private
     rec.add_argument("--out", type=Path, required=True, help="file to write, replaced atomically")
     rec.add_argument("--k", type=int, default=10, help="labels per client (default 10)")
     rec.add_argument(
-        "--clients", type=Path, default=None, help="file of client IDs, one per line (default: every client)"
+        "--clients",
+        type=Path,
+        default=None,
+        help="file of client IDs, one per line (default: every client, trained on or recorded)",
+    )
+    rec.add_argument(
+        "--database",
+        default=None,
+        help="database URL of the recorded sessions (default: WDREC_DATABASE_URL, else the SQLite file in "
+        "the state folder, as wdrec serve)",
     )
     rec.add_argument(
         "--format",

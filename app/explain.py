@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from app.errors import ExplanationsUnavailableError
-from app.recommender import Query, Recommender, ScoredLabel
+from app.recommender import Query, Recommender, ScoredLabel, with_pad_rows
 
 N_SOURCES = 3  # co-purchase sources named per label; the other history labels are summed as one
 SECOND_REASON_SHARE = 0.25  # a second phrase joins the reason when its term is at least this share of the
@@ -170,7 +170,9 @@ def explain_rankings(
     labels = torch.tensor(
         [[item.label_id for item in ranking] + [0] * (width - len(ranking)) for ranking in rankings]
     )
-    inputs = recommender.model_inputs(queries)
+    inputs = with_pad_rows(recommender.model_inputs(queries))
+    rows = inputs.hist.shape[0]  # the queries', then copies of the last
+    labels = torch.cat([labels, labels[-1:].expand(rows - len(rankings), width)])
     with torch.inference_mode():
         wide, deep = model.explain(*inputs)
         sources = model.copurchase_sources(labels, *inputs)  # [B, K, N]

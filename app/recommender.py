@@ -41,6 +41,13 @@ logger = logging.getLogger(__name__)
 
 MAX_SUGGESTED = 10  # unknown labels that get suggestions; the rest are listed without
 FILTER_CACHE_SIZE = 256  # distinct filters kept checked per loaded version
+# A client's scores must be the same bits whoever else shares its forward pass (a lone request, an API
+# micro-batch, `wdrec recommend`'s 128): two labels tied to the last bit swapped places between them. Two
+# things round a row differently by where it sits: the CPU's matrix kernels in a product of fewer than 4
+# rows (other kernels), and the vectorised exp / log / sigmoid, which leave a tensor's last few elements,
+# in its last row, to a scalar loop. So each batch goes through the graph with copies of its last row
+# appended, at least one and up to MIN_ROWS rows in all (tests/app/test_batch_invariance.py).
+MIN_ROWS = 4
 
 
 class TopK(NamedTuple):
@@ -344,9 +351,9 @@ class Recommender:
     def rank_batch(self, queries: Sequence[Query], k: int) -> BatchRanking:
         """The first k labels of each query from one batched forward pass, filtered labels left out before
         the top k."""
-        inputs = self.model_inputs(queries)
+        inputs = with_pad_rows(self.model_inputs(queries))
         with torch.inference_mode():  # scores is an inference tensor: updated in place only in this mode
-            scores = torch.sigmoid(self.artifacts.model(*inputs))
+            scores = torch.sigmoid(self.artifacts.model(*inputs))[: len(queries)]
             _apply_filters(scores, queries)
         candidates = torch.isfinite(scores).sum(dim=1).tolist()
         values, indices = torch.topk(scores, k)
@@ -457,6 +464,10 @@ class Recommender:
         """The client's row in the client table; UnknownClientError if not in it."""
         return self._row(client_id)
 
+    def knows(self, client_id: int) -> bool:
+        """Whether the client table holds the client."""
+        return client_id in self._row_of
+
     def client_id_at(self, row: int) -> int:
         """The client ID in row `row` of the client table."""
         return self._client_ids[row]
@@ -526,6 +537,13 @@ class Recommender:
 
 def labels_in(sessions: Sequence[Sequence[int]]) -> frozenset[int]:
     return frozenset(itertools.chain.from_iterable(sessions))
+
+
+def with_pad_rows(inputs: ModelInputs) -> ModelInputs:
+    """`inputs` of B >= 1 rows followed by copies of their last row, at least one and up to MIN_ROWS rows
+    in all: the graph's first B output rows are then the same bits in any batch (see MIN_ROWS)."""
+    missing = max(1, MIN_ROWS - inputs.hist.shape[0])
+    return ModelInputs(*(torch.cat([x, x[-1:].expand(missing, *x.shape[1:])]) for x in inputs))
 
 
 def _apply_filters(scores: torch.Tensor, queries: Sequence[Query]) -> None:

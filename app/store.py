@@ -251,6 +251,13 @@ class SessionStore:
         self._write(lambda connection: connection.execute(self._statements.bump_demographics, values))
 
     @_answering()
+    def recorded_client_ids(self) -> list[int]:
+        """The ID of every recorded client, ascending."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(clients.c.client_id).order_by(clients.c.client_id))
+            return [int(row.client_id) for row in rows]
+
+    @_answering()
     def all_clients(self) -> Iterator[LiveClient]:
         """Every recorded client, by client ID, from one consistent read (for `wdrec export`)."""
         with self.engine.connect() as connection, connection.begin():

@@ -115,7 +115,7 @@ def max_sum_error(body: dict[str, Any]) -> float:
     return max(errors)
 
 
-def batch(recommender: Recommender, rows: list[int], rounds: int, folder: Path) -> dict[str, Any]:
+def batch(recommender: Recommender, client_ids: list[int], rounds: int, folder: Path) -> dict[str, Any]:
     """Clients per second of `write_recommendations` without and with the reason column (best round)."""
     best: dict[bool, float] = {False: math.inf, True: math.inf}
     for _ in range(rounds):
@@ -123,11 +123,13 @@ def batch(recommender: Recommender, rows: list[int], rounds: int, folder: Path) 
             out = folder / f"top-{reason}.parquet"
             best[reason] = min(
                 best[reason],
-                timed(partial(write_recommendations, recommender, out, k=K, rows=rows, reason=reason)),
+                timed(
+                    partial(write_recommendations, recommender, out, k=K, clients=client_ids, reason=reason)
+                ),
             )
     return {
-        "plain_clients_per_s": len(rows) / best[False],
-        "reason_clients_per_s": len(rows) / best[True],
+        "plain_clients_per_s": len(client_ids) / best[False],
+        "reason_clients_per_s": len(client_ids) / best[True],
     }
 
 
@@ -147,7 +149,7 @@ def run(artifacts: Path, *, clients: int, rounds: int) -> dict[str, Any]:
             "k": K,
             "in_process": in_process(recommender, rows, rounds),
             "http": over_http(artifacts, client_ids, rounds, Path(folder) / "serve.log"),
-            "batch": batch(recommender, rows, rounds, Path(folder)),
+            "batch": batch(recommender, client_ids, rounds, Path(folder)),
         }
     result["load_average_at_end"] = os.getloadavg()[0]
     return result

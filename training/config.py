@@ -58,8 +58,9 @@ class ModelConfig(Section):
     hidden: tuple[int, ...] = (64, 32)  # the per-candidate MLP: it runs once per (client, label) pair,
     # so it is narrow (the seed's 512-256-128-64 ran once per client)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    deep_candidates: int = Field(200, gt=0)  # labels per client the deep part's candidate scorer sees:
+    deep_candidates: int = Field(100, gt=0)  # labels per client the deep part's candidate scorer sees:
     # the best so far and the history's; it costs candidates x hidden per client, not labels x hidden
+    # (200 ranked The Complete Journey no better, and trained and served slower: README, Results)
     demo_dim: int = Field(8, gt=0)  # gender and age embeddings: a handful of codes each
     label_emb_dim: int = Field(16, gt=0)  # a label's embedding in the deep part (the candidate, and the
     # history's mean as the client's taste)

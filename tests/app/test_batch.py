@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
-from app.batch import BatchInputError, client_rows, read_client_ids, write_recommendations
-from app.errors import FilterConflictError
+from app.batch import BatchInputError, clients_to_rank, read_client_ids, write_recommendations
+from app.errors import FilterConflictError, UnknownClientError
 from app.filters import Filters
 from app.recommender import Recommender
 from training.artifacts import ArtifactSet
@@ -67,17 +67,15 @@ def test_batch_file_holds_exactly_the_apis_rankings_for_every_client(
         for row in api_rows(client, client_id, [("k", 10), *params])
     ]
     assert table["client_id"].n_unique() == recommender.n_clients
-    # The same labels in the same order; scores equal to float32 rounding (a forward pass over a batch of
-    # another size may round the last bit differently: the API's own micro-batches do as well).
-    without_score = [(*row[:4], row[5]) for row in table.rows()]
-    assert without_score == [(*row[:4], row[5]) for row in expected]
-    assert table["score"].to_list() == pytest.approx([row[4] for row in expected], rel=1e-5, abs=1e-7)
+    # The same labels in the same order with the same scores, to the bit: a client's forward pass does not
+    # depend on the others in its batch (app/recommender.py, MIN_ROWS).
+    assert table.rows() == expected
 
 
 def test_batch_csv_has_the_same_rows_as_parquet(recommender: Recommender, tmp_path: Path) -> None:
-    rows = list(range(20))
-    write_recommendations(recommender, tmp_path / "top.parquet", k=3, rows=rows)
-    write_recommendations(recommender, tmp_path / "top.csv", k=3, rows=rows, fmt="csv")
+    clients = [recommender.client_id_at(row) for row in range(20)]
+    write_recommendations(recommender, tmp_path / "top.parquet", k=3, clients=clients)
+    write_recommendations(recommender, tmp_path / "top.csv", k=3, clients=clients, fmt="csv")
     parquet = pl.read_parquet(tmp_path / "top.parquet")
     csv = pl.read_csv(tmp_path / "top.csv", schema=parquet.schema)
     assert csv.height == 60 and csv.equals(parquet)
@@ -91,7 +89,11 @@ def test_batch_gives_fewer_rows_when_the_filters_leave_fewer(
     size = vocab.label_clac1.count(small)
     out = tmp_path / "small.parquet"
     write_recommendations(
-        recommender, out, k=size + 3, rows=[0, 1], filters=Filters.of(clac1=[vocab.clac1[small]])
+        recommender,
+        out,
+        k=size + 3,
+        clients=[recommender.client_id_at(0), recommender.client_id_at(1)],
+        filters=Filters.of(clac1=[vocab.clac1[small]]),
     )
     table = pl.read_parquet(out)
     assert table.group_by("client_id").len()["len"].to_list() == [size, size]
@@ -102,9 +104,9 @@ def test_clients_file_lists_clients_in_order_once(recommender: Recommender, tmp_
     ids = [recommender.client_id_at(row) for row in (5, 2, 9)]
     listed = tmp_path / "clients.txt"
     listed.write_text(f"CLNT_ID\n{ids[0]}\n\n{ids[1]}\n{ids[2]}\n{ids[0]}\n", encoding="utf-8")
-    rows = client_rows(recommender, read_client_ids(listed), listed)
+    clients = clients_to_rank(recommender, read_client_ids(listed), listed)
     out = tmp_path / "some.parquet"
-    write_recommendations(recommender, out, k=2, rows=rows)
+    write_recommendations(recommender, out, k=2, clients=clients)
     assert pl.read_parquet(out)["client_id"].to_list() == [ids[0], ids[0], ids[1], ids[1], ids[2], ids[2]]
 
 
@@ -116,9 +118,10 @@ def test_clients_file_errors_name_the_file_line_and_ids(recommender: Recommender
     unknown = tmp_path / "unknown.txt"
     unknown.write_text(f"{recommender.client_id_at(0)}\n-5\n-6\n", encoding="utf-8")
     with pytest.raises(
-        BatchInputError, match=r"unknown.txt: 2 client ID\(s\) not in the artifacts' client table: -5, -6"
+        BatchInputError,
+        match=r"unknown.txt: 2 client ID\(s\) neither in the artifacts' client table nor recorded: -5, -6",
     ):
-        client_rows(recommender, read_client_ids(unknown), unknown)
+        clients_to_rank(recommender, read_client_ids(unknown), unknown)
 
 
 def test_a_failed_run_leaves_the_old_file_and_no_partial_one(
@@ -129,9 +132,10 @@ def test_a_failed_run_leaves_the_old_file_and_no_partial_one(
     clac1 = recommender.vocab.clac1[0]
     with pytest.raises(FilterConflictError):
         write_recommendations(recommender, out, filters=Filters.of(clac1=[clac1], exclude_clac1=[clac1]))
-    # A failure after some batches were written: a row past the client table, in the third batch.
-    with pytest.raises(IndexError):
-        write_recommendations(recommender, out, rows=[0, 1, 2, 3, recommender.n_clients + 5], batch_size=2)
+    # A failure after some batches were written: a client nobody knows, in the third batch.
+    clients = [*(recommender.client_id_at(row) for row in range(4)), -5]
+    with pytest.raises(UnknownClientError):
+        write_recommendations(recommender, out, clients=clients, batch_size=2)
     assert out.read_bytes() == b"yesterday's file"
     assert [path.name for path in tmp_path.iterdir()] == ["top.parquet"]
 

@@ -28,8 +28,8 @@ def test_reason_column_holds_the_apis_reasons(
     client: TestClient, recommender: Recommender, tmp_path: Path
 ) -> None:
     out = tmp_path / "top.parquet"
-    rows = list(range(0, recommender.n_clients, 4))
-    write_recommendations(recommender, out, k=5, rows=rows, reason=True, batch_size=9)
+    clients = [recommender.client_id_at(row) for row in range(0, recommender.n_clients, 4)]
+    write_recommendations(recommender, out, k=5, clients=clients, reason=True, batch_size=9)
     table = pl.read_parquet(out)
     assert table.columns == ["client_id", "rank", "label", "clac1", "score", "bought_before", "reason"]
     for client_id in table["client_id"].unique(maintain_order=True).to_list()[:40]:
@@ -43,7 +43,8 @@ def test_reason_with_products_repeats_the_labels_reason_on_each_product_row(
     recommender: Recommender, tmp_path: Path
 ) -> None:
     out = tmp_path / "top.parquet"
-    write_recommendations(recommender, out, k=3, rows=[0, 1, 2], products=2, reason=True)
+    clients = [recommender.client_id_at(row) for row in range(3)]
+    write_recommendations(recommender, out, k=3, clients=clients, products=2, reason=True)
     table = pl.read_parquet(out)
     assert table.columns[6] == "reason" and table.columns[7] == "product_rank"
     per_label = table.group_by("client_id", "rank").agg(pl.col("reason").n_unique())
