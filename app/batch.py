@@ -43,7 +43,7 @@ from app.filters import NO_FILTERS, Filters, bought_mask
 from app.live import LiveClient
 from app.products import RankedProduct
 from app.recommender import BatchRanking, Query, Recommender
-from app.store import SessionStore
+from app.store import SessionStore, open_store
 from training.errors import WdrecError
 
 logger = logging.getLogger(__name__)
@@ -461,9 +461,9 @@ def run_recommend(
 
 def _recorded_store(settings: Settings) -> SessionStore | None:
     """The database `wdrec serve` would record sessions in; None for a SQLite file not created yet."""
-    from app.db.engine import database_url, open_database
+    from app.db.engine import database_url
 
     url = database_url(settings)
     if url.get_backend_name() == "sqlite" and not Path(str(url.database)).exists():
         return None
-    return SessionStore(open_database(url))
+    return open_store(settings)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from app.errors import ExplanationsUnavailableError
-from app.recommender import Query, Recommender, ScoredLabel, with_pad_rows
+from app.recommender import Query, Recommender, ScoredLabel, padded_to, with_pad_rows
 
 N_SOURCES = 3  # co-purchase sources named per label; the other history labels are summed as one
 SECOND_REASON_SHARE = 0.25  # a second phrase joins the reason when its term is at least this share of the
@@ -171,8 +171,7 @@ def explain_rankings(
         [[item.label_id for item in ranking] + [0] * (width - len(ranking)) for ranking in rankings]
     )
     inputs = with_pad_rows(recommender.model_inputs(queries))
-    rows = inputs.hist.shape[0]  # the queries', then copies of the last
-    labels = torch.cat([labels, labels[-1:].expand(rows - len(rankings), width)])
+    labels = padded_to(labels, inputs.hist.shape[0])  # a row per input row: the queries', then the pads
     with torch.inference_mode():
         wide, deep = model.explain(*inputs)
         sources = model.copurchase_sources(labels, *inputs)  # [B, K, N]

@@ -542,8 +542,13 @@ def labels_in(sessions: Sequence[Sequence[int]]) -> frozenset[int]:
 def with_pad_rows(inputs: ModelInputs) -> ModelInputs:
     """`inputs` of B >= 1 rows followed by copies of their last row, at least one and up to MIN_ROWS rows
     in all: the graph's first B output rows are then the same bits in any batch (see MIN_ROWS)."""
-    missing = max(1, MIN_ROWS - inputs.hist.shape[0])
-    return ModelInputs(*(torch.cat([x, x[-1:].expand(missing, *x.shape[1:])]) for x in inputs))
+    rows = max(inputs.hist.shape[0] + 1, MIN_ROWS)
+    return ModelInputs(*(padded_to(x, rows) for x in inputs))
+
+
+def padded_to(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """`x` [B, ...] followed by copies of its last row up to `rows` rows (another input of a padded batch)."""
+    return torch.cat([x, x[-1:].expand(rows - x.shape[0], *x.shape[1:])])
 
 
 def _apply_filters(scores: torch.Tensor, queries: Sequence[Query]) -> None:
