@@ -104,6 +104,10 @@ TERMS: dict[str, Term] = {
     "copurchase": Term("co-purchase with your history's labels", _with),
     "start_own": Term("the baseline start (TIFU-KNN, P-Pop...): your own baskets", _own_baskets),
     "start_neighbours": Term("the baseline start: clients with baskets like yours", _neighbours),
+    "explore": Term(
+        "new to you: what shoppers buy with your labels (EASE)",
+        lambda f: "new to you, bought by shoppers who buy what you buy",
+    ),
 }
 DEEP = "deep"
 DEEP_TERM = Term(

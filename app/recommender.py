@@ -237,15 +237,8 @@ class Recommender:
     def client(self, client_id: int, live: LiveClient | None = None) -> ClientProfile:
         """The client's demographics and sessions, the training data's then the recorded ones (`live`);
         UnknownClientError if the client is in neither."""
-        row = self._row_of.get(client_id)
-        if row is None and live is None:
-            raise UnknownClientError(client_id)
-        gender = self._genders[row] if row is not None else UNKNOWN
-        age = self._ages[row] if row is not None else UNKNOWN
-        if live is not None and live.gender is not None:
-            gender = self.vocab.genders.index(live.gender)
-        if live is not None and live.age is not None:
-            age = self.vocab.ages.index(live.age)
+        row = self._known_row(client_id, live)
+        gender, age = self._demographics(row, live)
         sessions = self._training_sessions(row) if row is not None else []
         recorded = live.sessions if live is not None else ()
         return ClientProfile(
@@ -257,6 +250,24 @@ class Recommender:
             history=sessions + self._readable(client_id, recorded),
             in_training=row is not None,
         )
+
+    def _known_row(self, client_id: int, live: LiveClient | None) -> int | None:
+        """The client's row in the client table (None: recorded only); UnknownClientError if in neither."""
+        row = self._row_of.get(client_id)
+        if row is None and live is None:
+            raise UnknownClientError(client_id)
+        return row
+
+    def _demographics(self, row: int | None, live: LiveClient | None) -> tuple[int, int]:
+        """Gender and age codes: a recorded value wins over the client table's; UNKNOWN where neither has
+        one."""
+        gender = self._genders[row] if row is not None else UNKNOWN
+        age = self._ages[row] if row is not None else UNKNOWN
+        if live is not None and live.gender is not None:
+            gender = self.vocab.genders.index(live.gender)
+        if live is not None and live.age is not None:
+            age = self.vocab.ages.index(live.age)
+        return gender, age
 
     def _training_sessions(self, row: int) -> list[Session]:
         """The sessions of client table row `row`, dated where the training data had dates."""
@@ -398,11 +409,18 @@ class Recommender:
     ) -> Query:
         """The top max_k query of a client on date `today`: its whole history, the training data's sessions
         then the recorded ones (`live`; the builder keeps the most recent)."""
-        profile = self.client(client_id, live)
-        gender, age = self.vocab.genders.index(profile.gender), self.vocab.ages.index(profile.age)
+        row = self._known_row(client_id, live)
+        gender, age = self._demographics(row, live)
+        # The client table's lists as they are (day numbers, no Session objects: this runs per request).
+        history: list[list[int]] = self._sessions[row] if row is not None else []
+        days: list[int | None] = self._days[row] if row is not None else []
+        recorded = self._readable(client_id, live.sessions) if live is not None else []
+        if recorded:
+            history = history + [session.labels for session in recorded]
+            days = days + [None if session.date is None else day_number(session.date) for session in recorded]
         return Query.as_of(
-            [session.labels for session in profile.history],
-            [None if session.date is None else day_number(session.date) for session in profile.history],
+            history,
+            days,
             gender,
             age,
             k=self.max_k,

@@ -20,7 +20,7 @@ from training.errors import ConfigError
 PRESETS_DIR = Path(__file__).parent / "presets"
 Mode = Literal["wide_deep", "wide", "deep"]
 Loss = Literal["bce", "softmax", "lambda"]
-StartBaseline = Literal["auto", "none", "G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN"]
+StartBaseline = Literal["auto", "none", "G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN", "EASE"]
 
 
 class Section(BaseModel):

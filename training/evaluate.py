@@ -150,6 +150,15 @@ def card_text(card: Mapping[str, Any]) -> str:
             f"- the wide part started at {start['baseline']}'s ranking (validation NDCG@10 "
             f"{start.get('valid_ndcg@10', float('nan')):.4f}); {kept}"
         )
+    explore = card.get("explore")
+    if explore and explore["valid"]:
+        chosen, off = explore["valid"][str(explore["weight"])], explore["valid"]["0.0"]
+        lines.append(
+            f'- the "new to you" term (EASE, lambda {explore["ease"]["lambda"]:g}) weighs '
+            f"{explore['weight']:g} (chosen on validation): NDCG@10 {off['ndcg@10']:.4f} -> "
+            f"{chosen['ndcg@10']:.4f}, "
+            f'"new to you" NDCG@10 {off["new_ndcg@10"]:.4f} -> {chosen["new_ndcg@10"]:.4f}'
+        )
     return "\n".join(lines)
 
 

@@ -65,6 +65,7 @@ class WideTerms(NamedTuple):
     copurchase: torch.Tensor
     start_own: torch.Tensor
     start_neighbours: torch.Tensor
+    explore: torch.Tensor  # labels new to the client: EASE's label-label map (training/explore.py)
 
 
 class _Labels(NamedTuple):
@@ -200,9 +201,14 @@ class HistoryStats(nn.Module):
 class Wide(nn.Module):
     """A linear model over `HistoryFeatures`: per-label bias, CLAC1 multi-hot, the seed's crosses
     (CLAC1 x gender x age, CLAC1 pair x age, low-rank), the repeat features (a shared weight vector plus a
-    per-label offset), a low-rank label -> label co-purchase map; and the start's weights."""
+    per-label offset), a low-rank label -> label co-purchase map; the start's weights; and the "new to you"
+    term: for each label the history lacks, EASE's score of it from the labels the history holds (a fixed
+    map, each row scaled to at most 1 in size), times a weight chosen on validation after training
+    (training/explore.py; 0 leaves every logit as trained)."""
 
     n_ages: Final[int]
+    explore_map: torch.Tensor  # [N, N] EASE's label-label weights, zero diagonal; [0, 0] without one
+    explore_weight: torch.Tensor  # [1]
 
     def __init__(self, schema: FeatureSchema, config: ModelConfig, start: BaselineStart | None) -> None:
         super().__init__()
@@ -222,6 +228,27 @@ class Wide(nn.Module):
         self.co_in = nn.Parameter(torch.randn(n, config.copurchase_rank) * 0.01)
         self.co_out = nn.Parameter(torch.zeros(config.copurchase_rank, n))
         self.start = start
+        self.register_buffer("explore_map", torch.zeros(0, 0))
+        self.register_buffer("explore_weight", torch.zeros(1))
+
+    def set_explore_map(self, weights: torch.Tensor) -> None:
+        """Store EASE's label-label map [N, N] (the "new to you" term's weight stays as it is)."""
+        self.explore_map = weights.float().contiguous()
+
+    def explore(self, counts: torch.Tensor) -> torch.Tensor:
+        """[B, N] the "new to you" term: where `counts` [B, N] is 0, the weight x EASE's score of the label
+        from the labels the row holds, over the row's largest score in size; 0 elsewhere. A bag over the
+        held labels' rows of the map: its cost follows the history, not N x N."""
+        if self.explore_map.shape[0] == 0 or bool(self.explore_weight == 0.0):  # training: weight 0
+            return torch.zeros_like(counts)
+        held = counts > 0
+        labels = held.nonzero()[:, 1]
+        sizes = held.sum(1)
+        raw = nn.functional.embedding_bag(
+            labels, self.explore_map, torch.cumsum(sizes, 0) - sizes, mode="sum"
+        )
+        scaled = raw / raw.abs().amax(1, keepdim=True).clamp(min=1e-12)
+        return (self.explore_weight * scaled).masked_fill(held, 0.0)
 
     def forward(self, f: HistoryFeatures, age: torch.Tensor) -> WideTerms:
         batch = f.pair.shape[0]
@@ -245,6 +272,7 @@ class Wide(nn.Module):
             copurchase=(f.recent @ self.co_in) @ self.co_out,
             start_own=own,
             start_neighbours=near,
+            explore=self.explore(f.counts),
         )
 
 
@@ -386,12 +414,15 @@ class WideAndDeep(nn.Module):
         wide = (
             self.wide(f, age)
             if self.use_wide
-            else WideTerms(zeros, zeros, zeros, zeros, zeros, zeros, zeros, zeros, zeros)
+            else WideTerms(zeros, zeros, zeros, zeros, zeros, zeros, zeros, zeros, zeros, zeros)
         )
         wide_logits = zeros
         for term in wide:
             wide_logits = wide_logits + term
-        deep = self.deep(f, gender, age, doc_vec, wide_logits) if self.use_deep else zeros
+        # The deep part chooses its candidates as it was trained to, before the "new to you" term, whose
+        # weight is set after training (0 leaves this exact).
+        as_trained = wide_logits - wide.explore
+        deep = self.deep(f, gender, age, doc_vec, as_trained) if self.use_deep else zeros
         return wide, deep
 
     @torch.jit.export

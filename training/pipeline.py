@@ -24,12 +24,13 @@ import polars as pl
 import torch
 
 from training.artifacts import write_artifacts
-from training.baselines import Baseline, Pool, fit_baselines
+from training.baselines import Baseline, Ease, Pool, fit_baselines
 from training.config import MODE_NAMES, TrainConfig, load_config
 from training.cycles import label_gaps
 from training.dataset import ProcessedData, Vocabulary
 from training.doc2vec import Doc2VecEncoder, train_doc2vec
 from training.evaluate import MetricTable, evaluate_scores, model_card, model_scores, write_report
+from training.explore import choose_explore_weight
 from training.features import (
     ClientRecord,
     FeatureBuilder,
@@ -166,13 +167,15 @@ def train_all(
     start_from: Baseline | None,
     pool_hist: torch.Tensor,
     label_gap: np.ndarray,
-) -> dict[str, TrainResult]:
-    """The configured model, then (if config.ablations) the other two modes; each mode's config is
+    explore_map: torch.Tensor | None,
+) -> tuple[dict[str, TrainResult], dict[str, dict[str, Any]]]:
+    """The configured model, then (if config.ablations) the other two modes, each with its "new to you"
+    weight chosen on validation (and what each weight scored there); each mode's config is
     `config.with_mode` (a deep-only model has no wide part to start)."""
     modes = [config.model.mode] + (
         [m for m in MODE_NAMES if m != config.model.mode] if config.ablations else []
     )
-    results = {}
+    results, explore = {}, {}
     for mode in modes:
         mode_config = config.with_mode(mode)  # type: ignore[arg-type]
         with steps.step(f"train_{mode}"):
@@ -184,11 +187,13 @@ def train_all(
                 start_from=start_from if mode_config.start.baseline != "none" else None,
                 pool_hist=pool_hist,
                 label_gap=label_gap.tolist(),
+                explore_map=explore_map,
             )
             results[MODE_NAMES[mode]] = train_model(
                 model, mode_config, train=splits["train"], valid=splits["valid"]
             )
-    return results
+            explore[MODE_NAMES[mode]] = choose_explore_weight(model, splits["valid"])
+    return results, explore
 
 
 def evaluate_all(
@@ -300,13 +305,18 @@ def run_training(
     truths = [set(t) for t in splits["valid"].examples.targets]
     valid_ndcg = {name: mean_ndcg(s, truths) for name, s in baseline_scores["valid"].items()}
     start_from = choose_start(config, baselines, valid_ndcg)
-    results = train_all(schema, data.vocab, config, splits, steps, start_from=start_from, pool_hist=pool_hist,
-                        label_gap=label_gaps(records, n_labels))  # fmt: skip
+    ease = next((b for b in baselines if isinstance(b, Ease)), None)
+    results, explore = train_all(
+        schema, data.vocab, config, splits, steps, start_from=start_from, pool_hist=pool_hist,
+        label_gap=label_gaps(records, n_labels),
+        explore_map=None if ease is None else torch.from_numpy(ease.similarity),
+    )  # fmt: skip
     with steps.step("evaluate"):
         metrics = evaluate_all(results, baseline_scores, splits, n_labels)
     main = results[config.method_name]
     card = model_card(metrics, model=config.method_name, baselines=[b.name for b in baselines],
                       start=start_facts(start_from, main, valid_ndcg, config))  # fmt: skip
+    card["explore"] = explore[config.method_name] | {"ease": None if ease is None else ease.params}
     summary = training_summary(
         config, results, splits, pool_rows=len(pool.neighbour_rows), n_clients=len(records)
     )

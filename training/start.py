@@ -90,7 +90,8 @@ def neighbour_mean(pool: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 class StartSpec:
     """How the graph reproduces one baseline's ranking: own x SCALE x alpha + neighbours x SCALE x
     (1 - alpha) + SCALE x `popularity` x G-Pop / its maximum, where own is the TIFU-weighted basket sum
-    (through the label similarity for ItemKNN) and neighbours TIFU-KNN's neighbour mean."""
+    (or, `binary`, whether the history holds the label) through the label similarity for ItemKNN and EASE,
+    and neighbours TIFU-KNN's neighbour mean."""
 
     baseline: str
     group_size: int = 1
@@ -99,6 +100,7 @@ class StartSpec:
     neighbours: int = 0  # k of TIFU-KNN's neighbour mean; 0 = none
     alpha: float = 1.0
     item_similarity: bool = False
+    binary: bool = False  # own: whether the history holds each label (EASE), not the weighted sum
     popularity: float = TIE_CONTINUOUS  # the tie-breaker's weight (1 for G-Pop itself)
 
     def weights(self) -> tuple[float, float]:
@@ -135,6 +137,7 @@ class BaselineStart(nn.Module):
     across: Final[float]
     k: Final[int]
     use_similarity: Final[bool]
+    binary: Final[bool]
     sessions_ago: torch.Tensor  # [S] long, S-1 ... 0
     pool: torch.Tensor  # [P, N] own vectors of the pool clients
     pool_sq: torch.Tensor  # [P] their squared norms, computed once
@@ -143,7 +146,7 @@ class BaselineStart(nn.Module):
     def __init__(self, spec: StartSpec, n_labels: int, max_sessions: int) -> None:
         super().__init__()
         self.group_size, self.within, self.across = spec.group_size, spec.within, spec.across
-        self.k, self.use_similarity = spec.neighbours, spec.item_similarity
+        self.k, self.use_similarity, self.binary = spec.neighbours, spec.item_similarity, spec.binary
         self.register_buffer("sessions_ago", torch.arange(max_sessions - 1, -1, -1))
         self.register_buffer("pool", torch.zeros(0, n_labels))
         self.register_buffer("pool_sq", torch.zeros(0))
@@ -155,8 +158,9 @@ class BaselineStart(nn.Module):
         self.neighbour_label = nn.Parameter(torch.zeros(n_labels))
 
     def own(self, entries: Entries) -> torch.Tensor:
-        """[B, N] the TIFU-weighted sum of the history's baskets (`tifu_weights`), through the label
-        similarity if set. Sessions are right-aligned, so a row's baskets are its newest n_sessions."""
+        """[B, N] the TIFU-weighted sum of the history's baskets (`tifu_weights`), or 1 where it is
+        positive if `binary`, through the label similarity if set. Sessions are right-aligned, so a row's
+        baskets are its newest n_sessions."""
         n_labels = self.own_label.shape[0]
         weight = tifu_weights(
             self.sessions_ago[entries.session], entries.n_sessions[entries.row], self.group_size, self.within,
@@ -166,6 +170,8 @@ class BaselineStart(nn.Module):
             0, entries.slot, weight
         )
         vector = vector.view(entries.n_rows, n_labels)
+        if self.binary:
+            vector = (vector > 0).float()
         return vector @ self.similarity if self.use_similarity else vector
 
     def set_pool(self, own: torch.Tensor) -> None:

@@ -116,11 +116,14 @@ def build_model(
     start_from: Baseline | None = None,
     pool_hist: torch.Tensor | None = None,
     label_gap: Sequence[float] | None = None,
+    explore_map: torch.Tensor | None = None,
 ) -> WideAndDeep:
     """A fresh model of config.model.mode. Started at a baseline, it ranks exactly as that baseline: the
     bias is the baseline's popularity tie-breaker (training/start.py; G-Pop itself) and every other
     contribution, the deep output included, is 0. Otherwise the bias starts at each label's log-odds
-    among `targets`. `label_gap`: each label's population purchase cycle in days (training/cycles.py)."""
+    among `targets`. `label_gap`: each label's population purchase cycle in days (training/cycles.py);
+    `explore_map`: EASE's label-label map for the "new to you" term, whose weight starts at 0 (chosen on
+    validation after training: training/explore.py)."""
     seed_everything(config.seed)
     start = None
     if start_from is not None:
@@ -128,6 +131,8 @@ def build_model(
             start_from, schema, config, pool_hist if pool_hist is not None else torch.empty(0)
         )
     model = WideAndDeep(schema, vocab.label_clac1, config.model, start, label_gap)
+    if explore_map is not None:
+        model.wide.set_explore_map(explore_map)
     with torch.no_grad():
         if start_from is not None:
             model.wide.bias.copy_(start_from.start().bias(torch.from_numpy(start_from.popularity)))

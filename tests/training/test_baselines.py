@@ -7,6 +7,7 @@ import torch
 from training.baselines import (
     BASELINES,
     Baskets,
+    Ease,
     GlobalPopularity,
     ItemKNN,
     PersonalPopularity,
@@ -16,6 +17,7 @@ from training.baselines import (
     fit_baselines,
     session_counts,
 )
+from training.baselines.ease import LAMBDAS, ease_matrix
 from training.baselines.knn import (
     TIFU_GRID,
     _candidates,
@@ -73,10 +75,10 @@ def test_ppop_empty_history_equals_gpop() -> None:
 
 def test_fit_baselines_returns_every_baseline_named_and_scoring() -> None:
     fitted = fit_baselines(pool(HISTORIES), examples(HISTORIES, [[1], [3], [1]]), 5)
-    assert [b.name for b in fitted] == ["G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN"]
+    assert [b.name for b in fitted] == ["G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN", "EASE"]
     assert [type(b) for b in fitted] == list(BASELINES)
     assert all(b.score(examples([[[0]]])).shape == (1, 5) for b in fitted)
-    assert set(fitted[-1].params) == set(TIFU_GRID)
+    assert set(fitted[4].params) == set(TIFU_GRID) and set(fitted[5].params) == {"lambda"}
 
 
 def test_recency_ppop_decay_half_weights_newest_basket_one() -> None:
@@ -115,6 +117,34 @@ def test_item_knn_scores_own_counts_through_the_cosine() -> None:
     knn = ItemKNN(3).fit(pool([[[0, 1]], [[0, 1]], [[0]]]), examples([[]]))
     own = knn.features(examples([[[0]]])).own
     assert own[0, :2].tolist() == pytest.approx([1.0, 2 / np.sqrt(6)], abs=1e-6)
+
+
+def test_ease_matrix_is_the_closed_form_with_a_zero_diagonal() -> None:
+    held = np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1], [1, 0, 0]], dtype=np.float64)
+    weights = ease_matrix(held, 2.0)
+    inverse = np.linalg.inv(held.T @ held + 2.0 * np.eye(3))
+    expected = np.eye(3) - inverse / np.diag(inverse)[None, :]  # Steck (2019), eq. 8
+    np.fill_diagonal(expected, 0.0)
+    assert weights.dtype == np.float32 and weights == pytest.approx(expected.astype(np.float32), abs=1e-6)
+    # B minimises ||X - XB||^2 + lambda ||B||^2 with diag(B) = 0: its stationarity condition off the diagonal
+    gradient = -held.T @ (held - held @ expected) + 2.0 * expected
+    assert np.abs(gradient - np.diag(np.diag(gradient))).max() < 1e-9
+
+
+def test_ease_scores_a_label_from_the_other_labels_held_and_tunes_lambda_on_valid() -> None:
+    # Labels 0 and 1 always go together; 2 goes with 3. A client holding 0 should get 1 first, not 0 itself.
+    histories = [[[0, 1]], [[0, 1], [2, 3]], [[2, 3]], [[0, 1]], [[2, 3], [4]]]
+    ease = Ease(5).fit(pool(histories), examples(histories, [[1], [0], [3], [1], [2]]))
+    assert ease.params["lambda"] in LAMBDAS
+    own = ease.features(examples([[[0], [0]]])).own[0]
+    assert own[0] == 0.0 and own[1] > max(own[2], own[3], own[4])
+    assert ease.start().binary and ease.start().item_similarity  # held or not: sessions do not count
+
+
+def test_fit_baselines_leaves_out_a_baseline_above_its_label_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(Ease, "max_labels", 4)
+    fitted = fit_baselines(pool(HISTORIES), examples(HISTORIES, [[1], [3], [1]]), 5)
+    assert "EASE" not in [b.name for b in fitted] and len(fitted) == len(BASELINES) - 1
 
 
 def test_tifu_knn_never_picks_the_client_itself_as_neighbour() -> None:

@@ -262,8 +262,38 @@ def test_repeat_weight_raises_a_rebought_label() -> None:
     assert float((after - before).detach()) == pytest.approx(math.log1p(2), abs=1e-5)
 
 
+def explore_map() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.randn(7, 7).fill_diagonal_(0.0)
+
+
+def test_explore_term_scores_only_the_labels_a_history_lacks() -> None:
+    model = make_model("wide")
+    model.wide.set_explore_map(explore_map())
+    model.wide.explore_weight.fill_(0.5)
+    counts = model.features(HIST, AGO, GENDER, AGE).counts
+    held = counts > 0
+    raw = held.float() @ explore_map()  # EASE: the labels held, each once however many sessions hold it
+    expected = (0.5 * raw / raw.abs().amax(1, keepdim=True).clamp(min=1e-12)).masked_fill(held, 0.0)
+    term = model.wide.explore(counts)
+    assert torch.allclose(term, expected, atol=1e-6) and bool((term.abs() <= 0.5 + 1e-6).all())
+    assert term[0].abs().sum() > 0 and torch.equal(term[1], torch.zeros(7))  # row 1: no history, nothing
+    wide, _ = model.explain(HIST, AGO, GENDER, AGE, torch.zeros(2, 5))
+    assert torch.equal(wide.explore, term)
+
+
+def test_explore_weight_zero_leaves_every_logit_as_without_the_map() -> None:
+    plain, mapped, doc = make_model(), make_model(), torch.randn(2, 5)
+    mapped.wide.set_explore_map(explore_map())
+    assert torch.equal(plain(HIST, AGO, GENDER, AGE, doc), mapped(HIST, AGO, GENDER, AGE, doc))
+    mapped.wide.explore_weight.fill_(1.0)
+    assert not torch.equal(plain(HIST, AGO, GENDER, AGE, doc), mapped(HIST, AGO, GENDER, AGE, doc))
+
+
 def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path) -> None:
     model, doc = make_model(start=make_start()), torch.randn(2, 5)
+    model.wide.set_explore_map(explore_map())
+    model.wide.explore_weight.fill_(0.3)
     script_model(model).save(str(tmp_path / "model.pt"))
     torch.save(
         {"inputs": (HIST, AGO, GENDER, AGE, doc), "expected": model(HIST, AGO, GENDER, AGE, doc)},
@@ -284,6 +314,7 @@ def test_torchscript_round_trip_equals_eager_without_the_project(tmp_path: Path)
         assert torch.allclose(logits, case["expected"], atol=1e-6), (logits, case["expected"])
         assert torch.allclose(sum(wide) + deep, logits, atol=1e-5)
         assert wide.start_own.abs().sum() > 0  # the start's features travel in the graph
+        assert wide.explore.abs().sum() > 0  # and so do EASE's map and the explore weight
         print("ok")
     """)
     done = subprocess.run(

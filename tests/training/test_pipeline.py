@@ -5,8 +5,10 @@ import polars as pl
 import pytest
 
 from training.artifacts import CURRENT, load_artifacts
+from training.baselines.ease import LAMBDAS
 from training.errors import ConfigError
 from training.evaluate import run_evaluate
+from training.explore import WEIGHTS
 from training.pipeline import data_fingerprint, run_training
 
 FAST = (
@@ -18,7 +20,7 @@ FAST = (
     "doc2vec.vector_size=16",
     "model.hidden=[64, 32]",
 )
-BASELINES = ["G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN"]
+BASELINES = ["G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN", "EASE"]
 # Test NDCG@10 of every method of the FAST run, measured on this project's machine. Another machine's CPU
 # kernels round differently (AVX2 vs AVX-512 paths), and training amplifies that: figures may move by the
 # stated tolerance there (same machine and threads: identical, pinned below).
@@ -58,6 +60,9 @@ def test_run_training_end_to_end_beats_gpop_and_switches_current(
         start["baselines_valid_ndcg@10"], key=start["baselines_valid_ndcg@10"].get
     )
     assert start["valid_ndcg@10"] == pytest.approx(start["baselines_valid_ndcg@10"][start["baseline"]])
+    explore = card["explore"]  # the "new to you" term: its weight chosen on validation, EASE's lambda
+    assert explore["weight"] in WEIGHTS and explore["ease"]["lambda"] in LAMBDAS
+    assert set(explore["valid"]) == {str(w) for w in WEIGHTS}
     for split in ("valid", "test"):
         table = metadata["metrics"][split]
         paired = card["paired_ndcg@10"][split]

@@ -12,6 +12,7 @@ import torch
 from tests.training.synthetic import make_processed, tiny_config
 from training.baselines import Pool, fit_baselines
 from training.evaluate import model_scores
+from training.explore import WEIGHTS, choose_explore_weight
 from training.features import FeatureBuilder, FeatureSchema, split_examples
 from training.metrics import top_k
 from training.pipeline import client_records
@@ -45,7 +46,7 @@ def setting() -> dict[str, object]:
             "pool_hist": pool_hist}  # fmt: skip
 
 
-@pytest.mark.parametrize("name", ["G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN"])
+@pytest.mark.parametrize("name", ["G-Pop", "P-Pop", "P-Pop (recency)", "ItemKNN", "TIFU-KNN", "EASE"])
 def test_untrained_start_ranks_exactly_as_its_baseline(setting: dict, name: str) -> None:
     baseline = next(b for b in setting["baselines"] if b.name == name)
     if name == "TIFU-KNN":  # a setting where neighbours matter and the pool is capped (30 of 40 clients)
@@ -100,3 +101,28 @@ def test_train_model_scores_the_start_as_epoch_zero_and_keeps_the_best(setting: 
     start_ndcg = result.curve[0]["valid_ndcg@10"]
     assert [row["epoch"] for row in result.curve][:2] == [0, 1]
     assert result.best_valid_ndcg == max(row["valid_ndcg@10"] for row in result.curve) >= start_ndcg > 0.0
+
+
+def test_explore_weight_is_the_validation_best_of_the_grid_and_stays_set(setting: dict) -> None:
+    ease = next(b for b in setting["baselines"] if b.name == "EASE")
+    valid = setting["splits"]["valid"]
+
+    def model(mode: str) -> torch.nn.Module:
+        config = setting["config"].with_mode(mode)
+        return build_model(setting["schema"], setting["data"].vocab, config,
+                           targets=setting["splits"]["train"].examples.targets,
+                           start_from=setting["baselines"][4] if mode != "deep" else None,
+                           pool_hist=setting["pool_hist"],
+                           explore_map=torch.from_numpy(ease.similarity))  # fmt: skip
+
+    started = model("wide_deep")
+    chosen = choose_explore_weight(started, valid)
+    assert list(chosen["valid"]) == [str(w) for w in WEIGHTS]
+    total = {w: v["ndcg@10"] + v["new_ndcg@10"] for w, v in chosen["valid"].items()}
+    assert chosen["weight"] == float(max(total, key=total.__getitem__))
+    assert float(started.wide.explore_weight) == pytest.approx(chosen["weight"])  # float32
+    again = model("wide_deep")
+    again.wide.explore_weight.fill_(chosen["weight"])
+    scores = model_scores(started, valid.inputs, valid.exclude)
+    assert np.array_equal(scores, model_scores(again, valid.inputs, valid.exclude))
+    assert choose_explore_weight(model("deep"), valid) == {"weight": 0.0, "valid": {}}

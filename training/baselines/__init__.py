@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 from training.baselines.base import Baseline, Baskets, Pool, session_counts
+from training.baselines.ease import Ease
 from training.baselines.knn import ItemKNN, TifuKNN
 from training.baselines.popularity import GlobalPopularity, PersonalPopularity, RecencyPopularity
 from training.features import Examples
+
+log = logging.getLogger(__name__)
 
 BASELINES: tuple[type[Baseline], ...] = (
     GlobalPopularity,
@@ -13,12 +18,14 @@ BASELINES: tuple[type[Baseline], ...] = (
     RecencyPopularity,
     ItemKNN,
     TifuKNN,
+    Ease,
 )
 
 __all__ = [
     "BASELINES",
     "Baseline",
     "Baskets",
+    "Ease",
     "GlobalPopularity",
     "ItemKNN",
     "PersonalPopularity",
@@ -31,5 +38,8 @@ __all__ = [
 
 
 def fit_baselines(pool: Pool, valid: Examples, n_labels: int) -> list[Baseline]:
-    """Every baseline of BASELINES, fitted on `pool` and tuned on `valid`."""
-    return [cls(n_labels).fit(pool, valid) for cls in BASELINES]
+    """Every baseline of BASELINES that fits `n_labels` labels, fitted on `pool` and tuned on `valid`."""
+    fitting = [cls for cls in BASELINES if cls.max_labels is None or n_labels <= cls.max_labels]
+    for cls in (cls for cls in BASELINES if cls not in fitting):
+        log.warning("%s left out: %d labels, more than its %d", cls.name, n_labels, cls.max_labels)
+    return [cls(n_labels).fit(pool, valid) for cls in fitting]

@@ -92,6 +92,7 @@ class Baseline(ABC):
     """Fit once on a `Pool` (tuning on the validation examples), then score any examples."""
 
     name: ClassVar[str]
+    max_labels: ClassVar[int | None] = None  # above this many labels the baseline is too costly to fit
 
     def __init__(self, n_labels: int) -> None:
         self.n_labels = n_labels
