@@ -442,11 +442,17 @@ class Recommender:
         )
 
     def recommend(
-        self, client_id: int, k: int, filters: Filters = NO_FILTERS, live: LiveClient | None = None
+        self,
+        client_id: int,
+        k: int,
+        filters: Filters = NO_FILTERS,
+        live: LiveClient | None = None,
+        today: dt.date | None = None,
     ) -> list[ScoredLabel]:
-        """Top-k for a client known to training or with a recorded state (`live`)."""
+        """Top-k for a client known to training or with a recorded state (`live`), as of `today` (what
+        GET /recommend ranks with `date=today`; None: without the calendar features)."""
         self.check_k(k)
-        return self.ranked(self.top([self.client_query(client_id, filters, live)])[0], k)
+        return self.ranked(self.top([self.client_query(client_id, filters, live, today)])[0], k)
 
     def label_products(
         self,

@@ -166,8 +166,8 @@ def _add_examples(schema: dict[str, Any], served: ServedVersion) -> None:
 
 def _example_filters(recommender: Recommender, client_id: int) -> Filters:
     """A "new to you" ranking without the top category of the client's best label, nor its best new label."""
-    best = recommender.recommend(client_id, 1)[0]
-    new = recommender.recommend(client_id, 1, Filters(exclude_bought=True))
+    best = recommender.recommend(client_id, 1, today=utc_today())[0]
+    new = recommender.recommend(client_id, 1, Filters(exclude_bought=True), today=utc_today())
     return Filters.of(exclude_bought=True, exclude_clac1=[best.clac1], exclude=[item.label for item in new])
 
 

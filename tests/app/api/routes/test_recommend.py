@@ -255,6 +255,7 @@ def test_score_invalid_json_returns_422(client: TestClient) -> None:
 def test_recommender_gets_the_same_answer_as_the_route(
     client: TestClient, artifacts: ArtifactSet, known_client: int
 ) -> None:
-    items = Recommender(artifacts).recommend(known_client, 10)
-    served = client.get(f"/recommend/{known_client}").json()["recommendations"]
+    day = dt.date(2026, 11, 30)  # the route's reference date, given to both (the route's default is today)
+    items = Recommender(artifacts).recommend(known_client, 10, today=day)
+    served = client.get(f"/recommend/{known_client}?date={day}").json()["recommendations"]
     assert [item["label"] for item in served] == [item.label for item in items]
