@@ -166,8 +166,9 @@ def _add_examples(schema: dict[str, Any], served: ServedVersion) -> None:
 
 def _example_filters(recommender: Recommender, client_id: int) -> Filters:
     """A "new to you" ranking without the top category of the client's best label, nor its best new label."""
-    best = recommender.recommend(client_id, 1, today=utc_today())[0]
-    new = recommender.recommend(client_id, 1, Filters(exclude_bought=True), today=utc_today())
+    today = utc_today()  # the date the route ranks as of by default
+    best = recommender.recommend(client_id, 1, today=today)[0]
+    new = recommender.recommend(client_id, 1, Filters(exclude_bought=True), today=today)
     return Filters.of(exclude_bought=True, exclude_clac1=[best.clac1], exclude=[item.label for item in new])
 
 

@@ -49,19 +49,22 @@ class Ease(Baseline):
 
     def _fit(self, pool: Pool, valid: Examples) -> None:
         held = held_labels(Baskets.of(pool.histories, self.n_labels))
-        truths = [set(t) for t in valid.targets]
+        query, truths = self._held(valid), [set(t) for t in valid.targets]  # read once for every lambda
         best: tuple[float, float, np.ndarray] = (-1.0, 0.0, np.zeros((0, 0), dtype=np.float32))
         for lam in LAMBDAS:
-            self.similarity = weights = ease_matrix(held, lam)
-            ndcg = mean_ndcg(self.scores_of(self.features(valid), self.start()), truths)
+            weights = ease_matrix(held, lam)
+            ndcg = mean_ndcg(self.scores_of(own_only(query @ weights), self.start()), truths)
             if ndcg > best[0]:
                 best = (ndcg, lam, weights)
         self.params["lambda"], self.similarity = best[1], best[2]
         log.info("EASE: lambda %g chosen on validation (NDCG@10 %.4f)", best[1], best[0])
 
     def features(self, examples: Examples) -> StartFeatures:
-        held = held_labels(Baskets.of(examples.histories, self.n_labels)).astype(np.float32)
-        return own_only(held @ self.similarity)
+        return own_only(self._held(examples) @ self.similarity)
+
+    def _held(self, examples: Examples) -> np.ndarray:
+        """float32 [E, N]: 1 where the example's history holds the label."""
+        return held_labels(Baskets.of(examples.histories, self.n_labels)).astype(np.float32)
 
     def start(self) -> StartSpec:
         return StartSpec(self.name, item_similarity=True, binary=True)
