@@ -36,6 +36,7 @@ from training.artifacts import ArtifactSet, load_artifacts
 from training.dataset import UNKNOWN
 from training.features import EPOCH, ModelInputs, day_number
 from training.products import ProductTables
+from training.topk import stable_topk
 
 logger = logging.getLogger(__name__)
 
@@ -367,8 +368,8 @@ class Recommender:
             scores = torch.sigmoid(self.artifacts.model(*inputs))[: len(queries)]
             _apply_filters(scores, queries)
         candidates = torch.isfinite(scores).sum(dim=1).tolist()
-        values, indices = torch.topk(scores, k)
-        return BatchRanking(values, indices, candidates)
+        indices = stable_topk(scores, k)  # ties to the lower label id, as in any batch and for any k
+        return BatchRanking(scores.gather(1, indices), indices, candidates)
 
     def top(self, queries: Sequence[Query]) -> list[TopK]:
         """The top-k of each query (`rank_batch`), each with the labels of its history."""

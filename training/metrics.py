@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -96,20 +97,47 @@ def mean_metric(
     return sum(values) / len(values) if values else 0.0
 
 
+@dataclass(frozen=True)
+class Relevance:
+    """Truth sets as a boolean [U, n_items] matrix, for metrics over many rankings of the same users at once
+    (a grid search scores hundreds of rankings against one validation set)."""
+
+    relevant: np.ndarray  # bool [U, n_items]
+    sizes: np.ndarray  # int64 [U]: each truth set's size
+
+    @classmethod
+    def of(cls, truths: Sequence[Collection[int]], n_items: int) -> Relevance:
+        relevant = np.zeros((len(truths), n_items), dtype=bool)
+        rows = [b for b, truth in enumerate(truths) for _ in truth]
+        relevant[rows, [item for truth in truths for item in truth]] = True
+        return cls(relevant, np.fromiter((len(t) for t in truths), dtype=np.int64, count=len(truths)))
+
+    def ndcg(self, ranked: np.ndarray, k: int = 10) -> np.ndarray:
+        """float64 [U]: `ndcg_at_k` of each row of `ranked` [U, >= 0] (ids, best first) with the same
+        arithmetic (the hits' discounts added rank by rank), so each value equals the per-list metric's."""
+        ranked = np.asarray(ranked, dtype=np.int64)[:, :k]
+        hits = np.take_along_axis(self.relevant, ranked, axis=1)
+        discounts = [1.0 / math.log2(r + 2) for r in range(k)]
+        dcg = np.zeros(len(self.sizes))
+        for r in range(ranked.shape[1]):
+            dcg = dcg + np.where(hits[:, r], discounts[r], 0.0)
+        ideal = np.asarray([sum(discounts[:n]) for n in range(k + 1)])[np.minimum(self.sizes, k)]
+        return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 0.0)
+
+    def mean_ndcg(self, ranked: np.ndarray, k: int = 10) -> float:
+        """`mean_metric(ndcg_at_k, ranked, truths, k)`, to the last bit."""
+        values = self.ndcg(ranked, k).tolist()
+        return sum(values) / len(values) if values else 0.0
+
+
 def mean_ndcg(scores: np.ndarray, truths: Sequence[Collection[int]], k: int = 10) -> float:
     """Mean NDCG@k of score rows against the truth sets, vectorised (the validation criterion of every
     choice; equals `mean_metric(ndcg_at_k, top_k(scores, k), truths, k)`)."""
     scores = np.asarray(scores)
     if not len(truths):
         return 0.0
-    relevant = np.zeros(scores.shape, dtype=bool)
-    rows = [b for b, truth in enumerate(truths) for _ in truth]
-    relevant[rows, [item for truth in truths for item in truth]] = True
     ranked = np.asarray(top_k(scores, k), dtype=np.int64).reshape(len(truths), -1)
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (np.take_along_axis(relevant, ranked, axis=1) * discount[: ranked.shape[1]]).sum(1)
-    ideal = np.concatenate([[0.0], np.cumsum(discount)])[np.minimum(relevant.sum(1), k)]
-    return float(np.where(ideal > 0, dcg / np.maximum(ideal, 1e-12), 0.0).mean())
+    return Relevance.of(truths, scores.shape[1]).mean_ndcg(ranked, k)
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:

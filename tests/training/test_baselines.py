@@ -20,9 +20,8 @@ from training.baselines import (
 from training.baselines.ease import LAMBDAS, ease_matrix
 from training.baselines.knn import (
     TIFU_GRID,
-    _candidates,
+    Candidates,
     _mean_of,
-    _top_ranked,
     cooccurrence_cosine,
     tifu_vectors,
 )
@@ -197,11 +196,12 @@ def test_tifu_grid_ranks_candidates_as_the_full_scores_rank(density: float) -> N
     assert torch.allclose(near, neighbour_mean(pool, rows), atol=1e-6)
     features = StartFeatures(query, near)
     popular = torch.from_numpy(popularity).float().topk(10).indices
-    candidates = _candidates(features, popular)
+    bias = StartSpec("TIFU-KNN").bias(torch.from_numpy(popularity))
+    candidates = Candidates.of(features, popular, bias)
     for alpha in (0.0, 0.3, 1.0):
         spec = StartSpec("TIFU-KNN", neighbours=7, alpha=alpha)
         scores = start_logits(features, spec, torch.from_numpy(popularity)).numpy()
-        ranked = np.asarray(_top_ranked(features, candidates, spec, popularity))
+        ranked = candidates.top_ranked(spec).numpy()
         assert all(len(set(row)) == 10 for row in ranked.tolist())
         # the same scores at every rank as metrics.top_k's (which of several tied items differs)
         full = np.asarray(top_k(scores, 10))

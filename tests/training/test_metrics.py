@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from training.metrics import (
+    Relevance,
     average_precision_at_k,
     catalogue_coverage,
     hit_rate_at_k,
@@ -100,12 +101,26 @@ def test_top_k_best_first_ties_by_lower_id() -> None:
     assert top_k(np.array([[3.0, 1.0]]), 5) == [[0, 1]]  # k beyond the row: every id
 
 
-def test_mean_ndcg_equals_the_per_list_metric() -> None:
+def test_mean_ndcg_equals_the_per_list_metric_to_the_last_bit() -> None:
     rng = np.random.default_rng(0)
-    scores = rng.random((30, 12))
-    truths = [set(rng.choice(12, size=int(rng.integers(0, 5)), replace=False).tolist()) for _ in range(30)]
-    expected = mean_metric(ndcg_at_k, top_k(scores, 10), truths, 10)
-    assert mean_ndcg(scores, truths, 10) == pytest.approx(expected, abs=1e-12)
+    scores = rng.random((300, 40))
+    truths = [set(rng.choice(40, size=int(rng.integers(0, 15)), replace=False).tolist()) for _ in range(300)]
+    for k in (1, 5, 10, 20):
+        assert mean_ndcg(scores, truths, k) == mean_metric(ndcg_at_k, top_k(scores, k), truths, k)
+
+
+def test_relevance_scores_rankings_as_the_per_list_metric() -> None:
+    rng = np.random.default_rng(1)
+    truths = [set(rng.choice(30, size=int(rng.integers(0, 12)), replace=False).tolist()) for _ in range(200)]
+    ranked = rng.integers(0, 30, size=(200, 10))  # repeats count as hits again, as in ndcg_at_k
+    relevance = Relevance.of(truths, 30)
+    expected = [ndcg_at_k(row, truth, 10) for row, truth in zip(ranked.tolist(), truths, strict=True)]
+    assert relevance.ndcg(ranked).tolist() == expected
+    assert relevance.mean_ndcg(ranked) == mean_metric(ndcg_at_k, ranked.tolist(), truths, 10)
+    assert relevance.mean_ndcg(ranked[:, :4], 10) == mean_metric(
+        ndcg_at_k, ranked[:, :4].tolist(), truths, 10
+    )
+    assert Relevance.of([], 30).mean_ndcg(np.zeros((0, 10), dtype=np.int64)) == 0.0
 
 
 def test_repeat_explore_split_by_hand() -> None:

@@ -7,9 +7,11 @@ Information for Next-basket Recommendation", SIGIR 2020).
   its own neighbour. Hyperparameters are chosen by NDCG@10 on the validation examples.
 
 The vector, neighbour and scoring arithmetic is training/start.py's, the code the model's graph runs, in
-float32 as there, so the model started at one of them ranks exactly as it does. TIFU-KNN's grid search ranks
-each client's candidates only (`_top_ranked`), and averages sparse neighbour vectors (product level: a few
-hundred non-zeros in tens of thousands of items) as a sparse matrix, so its cost follows the non-zeros.
+float32 as there, so the model started at one of them ranks exactly as it does. TIFU-KNN's grid search (1,152
+points) ranks each client's candidates only (`Candidates`), averages the neighbour vectors as one matrix
+product (a sparse one when they are very sparse: product level, a few hundred non-zeros in tens of thousands
+of items), and scores every point's rankings at once (`Relevance`): its choice is the one a point-by-point
+search of the same rankings makes.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -24,8 +27,9 @@ import torch
 from training.baselines.base import Baseline, Baskets, Pool
 from training.baselines.popularity import own_only, recency_ppop
 from training.features import Examples
-from training.metrics import mean_metric, ndcg_at_k
+from training.metrics import Relevance
 from training.start import BaselineStart, StartFeatures, StartSpec, nearest, neighbour_mean, tifu_weights
+from training.topk import stable_topk
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +41,9 @@ TIFU_GRID: dict[str, tuple[float, ...]] = {
     "alpha": (0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9, 1.0),
 }
 CANDIDATES = 200  # per client, the neighbour mean's highest items a grid point's top 10 is ranked among
-SPARSE_SHARE = 0.05  # neighbour vectors with fewer non-zeros than this share are averaged as a sparse matrix
+# Neighbour vectors with fewer non-zeros than this share are averaged as a sparse matrix, the others as a
+# dense one: per multiply-add, torch's sparse product costs 50-250 times BLAS's
+SPARSE_SHARE = 0.02
 
 
 def cooccurrence_cosine(baskets: Iterable[Sequence[int]], n_labels: int) -> np.ndarray:
@@ -84,10 +90,12 @@ class TifuKNN(Baseline):
 
     def _fit(self, pool: Pool, valid: Examples) -> None:
         self.pool = pool
-        truths = [set(t) for t in valid.targets]
+        relevance = Relevance.of(valid.targets, self.n_labels)
         exclude = pool.neighbour_row_of(valid.clnt_ids)
         best: tuple[float, dict[str, float]] = (-1.0, {})
         popular = torch.from_numpy(self.popularity).float().topk(min(10, self.n_labels)).indices
+        # every grid point's bias: `_spec` leaves the tie-breaker's weight at its default
+        bias = StartSpec(self.name).bias(torch.from_numpy(self.popularity))
         for decay in _grid(("group_size", "within", "across")):
             query, neighbours = self._vectors(valid.histories, decay), self._neighbours(decay)
             k_max = min(int(max(TIFU_GRID["k"])), len(neighbours) - 1)
@@ -95,11 +103,10 @@ class TifuKNN(Baseline):
             mean = _mean_of(neighbours)
             for k in TIFU_GRID["k"]:
                 features = StartFeatures(query, mean(order[:, : min(int(k), k_max)]))
-                candidates = _candidates(features, popular)
+                candidates = Candidates.of(features, popular, bias)
                 for alpha in TIFU_GRID["alpha"]:
                     params = decay | {"k": k, "alpha": alpha}
-                    ranked = _top_ranked(features, candidates, self._spec(params), self.popularity)
-                    ndcg = mean_metric(ndcg_at_k, ranked, truths, 10)
+                    ndcg = relevance.mean_ndcg(candidates.top_ranked(self._spec(params)).numpy())
                     if ndcg > best[0]:
                         best = (ndcg, params)
         self.params = best[1]
@@ -138,49 +145,55 @@ class TifuKNN(Baseline):
 
 
 def _mean_of(pool: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`neighbour_mean` over `pool` as a function of the rows; through the transposed pool as a sparse matrix
-    when few of its entries are non-zero (the dense mean would add up mostly zeros)."""
+    """`neighbour_mean` over `pool` as a function of the rows [B, k]: a [B, pool] matrix of 1/k at the rows
+    times the pool, as a sparse product when few of its entries are non-zero (`SPARSE_SHARE`)."""
     if pool.count_nonzero() >= SPARSE_SHARE * pool.numel():
-        return lambda rows: neighbour_mean(pool, rows)
+        return lambda rows: _selection(rows, pool) @ pool
     pool_t = pool.t().to_sparse()
-
-    def mean(rows: torch.Tensor) -> torch.Tensor:
-        pick = torch.zeros(rows.shape[0], pool.shape[0], dtype=pool.dtype)
-        pick.scatter_(1, rows, 1.0 / max(rows.shape[1], 1))
-        return torch.sparse.mm(pool_t, pick.t()).t().contiguous()
-
-    return mean
+    return lambda rows: torch.sparse.mm(pool_t, _selection(rows, pool).t()).t().contiguous()
 
 
-def _candidates(features: StartFeatures, popular: torch.Tensor) -> torch.Tensor:
-    """int64 [B, C], ascending per row: the items a client's top 10 can hold at any alpha, the others having
-    no own weight and at least CANDIDATES items with a higher or equal neighbour mean: the CANDIDATES
-    highest neighbour means, every item with own weight, the 10 most popular (the tie-breaker's order).
-    An item may occur twice in a row (`_top_ranked` ranks it once)."""
-    n = features.own.shape[1]
-    own = (features.own > 0).sum(1).max().clamp(min=1)
-    parts = (
-        features.neighbours.topk(min(CANDIDATES, n), dim=1).indices,
-        features.own.topk(int(min(int(own), n)), dim=1).indices,
-        popular.unsqueeze(0).expand(features.own.shape[0], -1),
-    )
-    return torch.cat(parts, dim=1).sort(dim=1).values
+def _selection(rows: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
+    """[B, len(pool)]: 1 / k at each row's k pool rows, 0 elsewhere."""
+    pick = torch.zeros(rows.shape[0], pool.shape[0], dtype=pool.dtype)
+    return pick.scatter_(1, rows, 1.0 / max(rows.shape[1], 1))
 
 
-def _top_ranked(
-    features: StartFeatures, candidates: torch.Tensor, spec: StartSpec, popularity: np.ndarray
-) -> list[list[int]]:
-    """Each row's top 10 of `start_logits`, ranked among its candidates: the same float32 arithmetic per
-    item, ties to the lower id (as metrics.top_k)."""
-    own_weight, near_weight = spec.weights()
-    bias = spec.bias(torch.from_numpy(popularity))[candidates]
-    own, near = features.own.gather(1, candidates), features.neighbours.gather(1, candidates)
-    scores = (bias + own * own_weight) + near * near_weight  # start_logits, item by item
-    repeat = torch.zeros_like(candidates, dtype=torch.bool)
-    repeat[:, 1:] = candidates[:, 1:] == candidates[:, :-1]
-    scores = scores.masked_fill(repeat, float("-inf"))
-    order = scores.sort(dim=1, descending=True, stable=True).indices[:, :10]
-    return candidates.gather(1, order).tolist()
+@dataclass(frozen=True)
+class Candidates:
+    """The items a client's top 10 can hold at any alpha, with their start features and bias gathered once
+    for every alpha of a grid point: the others have no own weight and at least CANDIDATES items with a
+    higher or equal neighbour mean. Each row holds its CANDIDATES highest neighbour means, every item with
+    own weight and the 10 most popular (the tie-breaker's order), ascending; an item may occur twice
+    (`repeat` marks the second, ranked once)."""
+
+    ids: torch.Tensor  # int64 [B, C]
+    own: torch.Tensor  # float32 [B, C], the features at `ids`
+    near: torch.Tensor
+    bias: torch.Tensor  # the start's bias at `ids`
+    repeat: torch.Tensor  # bool [B, C]
+
+    @classmethod
+    def of(cls, features: StartFeatures, popular: torch.Tensor, bias: torch.Tensor) -> Candidates:
+        """`popular`: the 10 most popular items; `bias`: float32 [N], the spec's (`StartSpec.bias`)."""
+        n = features.own.shape[1]
+        own = (features.own > 0).sum(1).max().clamp(min=1)
+        parts = (
+            features.neighbours.topk(min(CANDIDATES, n), dim=1).indices,
+            features.own.topk(int(min(int(own), n)), dim=1).indices,
+            popular.unsqueeze(0).expand(features.own.shape[0], -1),
+        )
+        ids = torch.cat(parts, dim=1).sort(dim=1).values
+        repeat = torch.zeros_like(ids, dtype=torch.bool)
+        repeat[:, 1:] = ids[:, 1:] == ids[:, :-1]
+        return cls(ids, features.own.gather(1, ids), features.neighbours.gather(1, ids), bias[ids], repeat)
+
+    def top_ranked(self, spec: StartSpec) -> torch.Tensor:
+        """int64 [B, 10]: each row's top 10 of `start_logits` under `spec`'s weights: the same float32
+        arithmetic per item, ties to the lower id (as metrics.top_k)."""
+        own_weight, near_weight = spec.weights()
+        scores = (self.bias + self.own * own_weight) + self.near * near_weight  # start_logits, item by item
+        return self.ids.gather(1, stable_topk(scores.masked_fill(self.repeat, float("-inf")), 10))
 
 
 def _grid(names: Sequence[str]) -> list[dict[str, float]]:
