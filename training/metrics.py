@@ -89,12 +89,15 @@ def per_user(
     return [metric(r, t, k) for r, t in zip(rankings, truths, strict=True)]
 
 
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def mean_metric(
     metric: Metric, rankings: Sequence[Sequence[int]], truths: Sequence[Collection[int]], k: int
 ) -> float:
     """Mean of `metric` over users (every user counts, empty truth included as 0.0). No users: 0.0."""
-    values = per_user(metric, rankings, truths, k)
-    return sum(values) / len(values) if values else 0.0
+    return _mean(per_user(metric, rankings, truths, k))
 
 
 @dataclass(frozen=True)
@@ -126,8 +129,7 @@ class Relevance:
 
     def mean_ndcg(self, ranked: np.ndarray, k: int = 10) -> float:
         """`mean_metric(ndcg_at_k, ranked, truths, k)`, to the last bit."""
-        values = self.ndcg(ranked, k).tolist()
-        return sum(values) / len(values) if values else 0.0
+        return _mean(self.ndcg(ranked, k).tolist())
 
 
 def mean_ndcg(scores: np.ndarray, truths: Sequence[Collection[int]], k: int = 10) -> float:
@@ -168,10 +170,6 @@ def ranking_report(
     report = {f"{name}@{k}": mean_metric(fn, rankings, truths, k) for name, fn in METRICS.items() for k in ks}
     report.update({f"coverage@{k}": catalogue_coverage(rankings, n_items, k) for k in ks})
     return report
-
-
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values) if values else 0.0
 
 
 def repeat_explore_report(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -169,39 +169,34 @@ def param_groups(model: WideAndDeep, config: TrainConfig) -> list[dict[str, Any]
 def precompute_features(model: WideAndDeep, split: EncodedSplit) -> HistoryFeatures:
     """Every example's `HistoryFeatures`, computed once: they hold no trainable weight, so each epoch would
     compute the same again. Each batch's are written into tensors of the split's size as they come (joining
-    the batches at the end held every feature twice: 1.8 GB more at the lpoint preset's peak)."""
+    the batches at the end held every feature twice: 1.2 GB more at the lpoint preset's peak)."""
     n, out = len(split.examples), None
     with torch.no_grad():
         for start in range(0, n, FEATURE_BATCH):
             b = ModelInputs(*(t[start : start + FEATURE_BATCH] for t in split.inputs))
             own_row = split.exclude[start : start + FEATURE_BATCH]
             f = model.features(b.hist.long(), b.ago, b.gender, b.age, own_row)
-            out = _with_rows(f, n) if out is None else out
-            _write_rows(out, f, start)
+            out = _map(lambda t: t.new_empty((n, *t.shape[1:])), f) if out is None else out
+            for into, part in zip(_tensors(out), _tensors(f), strict=True):
+                into[start : start + part.shape[0]] = part
     if out is None:
         raise ValueError("no examples to compute features of")
     return out
 
 
-def _with_rows(f: Any, rows: int) -> Any:
-    """Uninitialised tensors shaped as those of a (nested) NamedTuple `f`, with `rows` rows."""
-    if isinstance(f, torch.Tensor):
-        return f.new_empty((rows, *f.shape[1:]))
-    return type(f)(*(_with_rows(t, rows) for t in f))
+def _map(fn: Callable[[torch.Tensor], torch.Tensor], f: Any) -> Any:
+    """`fn` of every tensor of a (nested) NamedTuple of tensors, in the same structure."""
+    return fn(f) if isinstance(f, torch.Tensor) else type(f)(*(_map(fn, t) for t in f))
 
 
-def _write_rows(out: Any, f: Any, start: int) -> None:
-    """Copy every tensor of `f` into `out`'s rows from `start` on (NamedTuples alike, nested)."""
-    if isinstance(out, torch.Tensor):
-        out[start : start + f.shape[0]] = f
-        return
-    for into, part in zip(out, f, strict=True):
-        _write_rows(into, part, start)
+def _tensors(f: Any) -> list[torch.Tensor]:
+    """Every tensor of a (nested) NamedTuple of tensors, in field order."""
+    return [f] if isinstance(f, torch.Tensor) else [t for part in f for t in _tensors(part)]
 
 
 def _rows(f: Any, idx: torch.Tensor) -> Any:
     """The rows `idx` of every tensor of a (nested) NamedTuple."""
-    return f[idx] if isinstance(f, torch.Tensor) else type(f)(*(_rows(t, idx) for t in f))
+    return _map(lambda t: t[idx], f)
 
 
 def run_epoch(
