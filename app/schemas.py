@@ -235,6 +235,33 @@ class FilterFields(BaseModel):
         )
 
 
+def _names(description: str) -> Any:
+    """A repeatable query parameter of names: None when absent."""
+    return Field(default=None, max_length=MAX_QUERY_VALUES, description=description)
+
+
+class RecommendQuery(BaseModel):
+    """GET /recommend's query parameters (read as one model: app/api/query_model.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    k: int = Field(default=10, ge=1, description="how many labels, 1..min(max_k, label count)")
+    exclude_bought: bool = Field(default=False, description=FILTER_DOCS["exclude_bought"])
+    clac1: list[Category] | None = _names(FILTER_DOCS["clac1"])
+    exclude_clac1: list[Category] | None = _names(FILTER_DOCS["exclude_clac1"])
+    exclude: list[Label] | None = _names(FILTER_DOCS["exclude"])
+    products: int = Field(default=0, ge=0, le=MAX_PRODUCTS, description=PRODUCTS_DOC)
+    exclude_bought_products: bool = Field(
+        default=False, description="leave the client's own products out of the product lists"
+    )
+    explain: bool = Field(default=False, description=EXPLAIN_DOC)
+    date: IsoDate | None = Field(
+        default=None,
+        description="rank as of this date, YYYY-MM-DD (sessions after it are left out); default: today by "
+        "the service's clock (UTC)",
+    )
+
+
 class ScoreRequest(FilterFields):
     """A custom basket and/or history and/or demographics (at least one of them), and optional filters."""
 

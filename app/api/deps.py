@@ -34,46 +34,27 @@ async def get_recommender(request: Request) -> Recommender:
 
 
 @dataclass(frozen=True)
-class Ranker:
-    """What the ranking routes need, as one dependency: FastAPI's resolution of each dependency costs
-    ~20 us, a tenth of a cached GET /recommend."""
+class Service:
+    """What the routes that rank or record need, as one dependency: FastAPI's resolution of each dependency
+    costs ~20 us, a tenth of a cached GET /recommend."""
 
     served: ServedVersion
     scorer: BatchScorer
     settings: Settings
+    store: SessionStore  # the recorded clients
+    revisions: RevisionReader  # their revisions, for the response cache
 
     @property
     def recommender(self) -> Recommender:
         return self.served.recommender
 
 
-async def get_ranker(request: Request) -> Ranker:
-    """The served version with the app's scorer and settings; 503 while none is loaded."""
+async def get_service(request: Request) -> Service:
+    """The served version with the app's scorer, settings and database; 503 while none is loaded."""
     state = request.app.state
-    return Ranker(await get_served(request), state.scorer, state.settings)
-
-
-async def get_settings_of(request: Request) -> Settings:
-    """The app's settings (tests build apps with their own)."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
-async def get_store(request: Request) -> SessionStore:
-    """The database of recorded clients (opened by the lifespan)."""
-    store: SessionStore = request.app.state.store
-    return store
-
-
-async def get_revisions(request: Request) -> RevisionReader:
-    """The reader of clients' revisions in that database, for the response cache."""
-    revisions: RevisionReader = request.app.state.revisions
-    return revisions
+    return Service(await get_served(request), state.scorer, state.settings, state.store, state.revisions)
 
 
 ServedDep = Annotated[ServedVersion, Depends(get_served)]
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
-RankerDep = Annotated[Ranker, Depends(get_ranker)]
-SettingsDep = Annotated[Settings, Depends(get_settings_of)]
-StoreDep = Annotated[SessionStore, Depends(get_store)]
-RevisionsDep = Annotated[RevisionReader, Depends(get_revisions)]
+ServiceDep = Annotated[Service, Depends(get_service)]

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 
 from app.api.auth import require_write_key
-from app.api.deps import RecommenderDep, SettingsDep, StoreDep
+from app.api.deps import RecommenderDep, ServiceDep
 from app.api.errors import error_responses
 from app.errors import InvalidQueryError
 from app.live import LiveClient, RecordedSession
@@ -112,10 +112,10 @@ async def clients(
     summary="A client's demographics, training sessions and recorded sessions",
     responses=error_responses(404, 422, 503),
 )
-def client(client_id: ClientId, recommender: RecommenderDep, store: StoreDep) -> ClientDetail:
+def client(client_id: ClientId, service: ServiceDep) -> ClientDetail:
     """The client's gender, age, kept training sessions and recorded sessions (each oldest first);
     404 if the client is neither in the training data nor recorded."""
-    return client_detail(recommender, client_id, store.client(client_id))
+    return client_detail(service.recommender, client_id, service.store.client(client_id))
 
 
 @write_router.put(
@@ -123,12 +123,11 @@ def client(client_id: ClientId, recommender: RecommenderDep, store: StoreDep) ->
     summary="Set a client's gender and age",
     responses=error_responses(400, 401, 413, 422, 503),
 )
-def set_demographics(
-    client_id: ClientId, body: DemographicsIn, recommender: RecommenderDep, store: StoreDep
-) -> ClientDetail:
+def set_demographics(client_id: ClientId, body: DemographicsIn, service: ServiceDep) -> ClientDetail:
     """Record the client's gender and age, checked against the model's vocabulary; they override the
     training data's from the next request on (null: not set, the training data's holds). Answers once
     stored durably."""
+    recommender, store = service.recommender, service.store
     recommender.demographic_codes(body.gender, body.age)
     store.set_demographics(client_id, gender=body.gender, age=body.age)
     return client_detail(recommender, client_id, store.client(client_id))
@@ -147,15 +146,14 @@ async def record_session(
     client_id: ClientId,
     body: SessionIn,
     response: Response,
-    recommender: RecommenderDep,
-    settings: SettingsDep,
-    store: StoreDep,
+    service: ServiceDep,
 ) -> RecordedSessionOut:
     """Record a session (labels, or PD_C products mapped to labels) of a client, known or new: 201 once it
     is durable, and the client's next /recommend, on any worker or replica, ranks with it. The same
     session ID and body again: 200 with the stored session; another body under that ID: 409."""
-    new = new_session(recommender, body, max_labels=settings.max_basket_len)
-    stored, created = await store.record_session_async(client_id, new)
+    recommender = service.recommender
+    new = new_session(recommender, body, max_labels=service.settings.max_basket_len)
+    stored, created = await service.store.record_session_async(client_id, new)
     if created:
         SESSIONS_WRITTEN.inc()
     else:

@@ -10,32 +10,22 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Response
 
-from app.api.deps import RankerDep, RevisionsDep, StoreDep
+from app.api.deps import ServiceDep
 from app.api.errors import error_responses
+from app.api.query_model import query_parameters, read_query
 from app.api.routes.clients import ClientId
 from app.errors import InvalidQueryError
 from app.explain import LabelExplanation, explain_rankings, utc_today
 from app.filters import Filters
-from app.products import MAX_PRODUCTS, RankedProduct
+from app.products import RankedProduct
 from app.recommender import Query as RankingQuery
 from app.recommender import Recommender, ScoredLabel
-from app.schemas import (
-    EXPLAIN_DOC,
-    FILTER_DOCS,
-    MAX_QUERY_VALUES,
-    PRODUCTS_DOC,
-    Category,
-    IsoDate,
-    Label,
-    Recommendation,
-    RecommendResponse,
-    ScoreRequest,
-)
+from app.schemas import Recommendation, RecommendQuery, RecommendResponse, ScoreRequest
 from app.served import ServedVersion
 
 router = APIRouter(tags=["recommendations"])
@@ -100,65 +90,48 @@ async def explained(
     return await anyio.to_thread.run_sync(run)
 
 
-def _names(description: str) -> Any:
-    """A repeatable query parameter of names."""
-    return Query(description=description, max_length=MAX_QUERY_VALUES)
-
-
 @router.get(
     "/recommend/{client_id}",
     summary="Top-k labels for a client, from its training and recorded sessions",
     response_model=RecommendResponse,
     responses=error_responses(404, 409, 422, 503),
+    openapi_extra={"parameters": query_parameters(RecommendQuery)},
 )
 async def recommend(
     client_id: ClientId,
-    ranker: RankerDep,
-    store: StoreDep,
-    revisions: RevisionsDep,
-    k: Annotated[int, Query(ge=1, description="how many labels, 1..min(max_k, label count)")] = 10,
-    exclude_bought: Annotated[bool, Query(description=FILTER_DOCS["exclude_bought"])] = False,
-    clac1: Annotated[list[Category] | None, _names(FILTER_DOCS["clac1"])] = None,
-    exclude_clac1: Annotated[list[Category] | None, _names(FILTER_DOCS["exclude_clac1"])] = None,
-    exclude: Annotated[list[Label] | None, _names(FILTER_DOCS["exclude"])] = None,
-    products: Annotated[int, Query(ge=0, le=MAX_PRODUCTS, description=PRODUCTS_DOC)] = 0,
-    exclude_bought_products: Annotated[
-        bool, Query(description="leave the client's own products out of the product lists")
-    ] = False,
-    explain: Annotated[bool, Query(description=EXPLAIN_DOC)] = False,
-    date: Annotated[
-        IsoDate | None,
-        Query(
-            description="rank as of this date, YYYY-MM-DD (sessions after it are left out); default: "
-            "today by the service's clock (UTC)"
-        ),
-    ] = None,
+    service: ServiceDep,
+    query: Annotated[RecommendQuery, Depends(read_query(RecommendQuery))],
 ) -> Response:
     """Score every CLAC3 label for the client's most recent sessions (training data, then recorded) and
     demographics; leave out what the filters exclude; return the top k, each with up to `products` products
     ranked for the client and, with `explain`, why. 404 if the client is neither in the training data nor
     recorded."""
-    served = ranker.served
+    served = service.served
+    k, products, explain = query.k, query.products, query.explain
     filters = Filters.of(
-        exclude_bought=exclude_bought,
-        clac1=clac1 or (),
-        exclude_clac1=exclude_clac1 or (),
-        exclude=exclude or (),
+        exclude_bought=query.exclude_bought,
+        clac1=query.clac1 or (),
+        exclude_clac1=query.exclude_clac1 or (),
+        exclude=query.exclude or (),
     )
-    today = date or utc_today()
+    today = query.date or utc_today()
     # An explanation's "last bought N days ago" counts to the reference date, part of the key.
-    key = (client_id, k, filters, products, exclude_bought_products, explain, today)
+    key = (client_id, k, filters, products, query.exclude_bought_products, explain, today)
     body = None
     if served.caching:  # the revision read only decides whether a cached body is current
-        body = served.cached_body(key, await revisions.revision(client_id))
+        body = served.cached_body(key, await service.revisions.revision(client_id))
     if body is None:
         recommender = served.recommender
         recommender.check_k(k)
-        entry, live = await ranker.scorer.client(recommender, store, client_id, filters, today)
+        entry, live = await service.scorer.client(recommender, service.store, client_id, filters, today)
         items = recommender.ranked(entry, k)
         lists = (
             recommender.label_products(
-                items, n=products, client_id=client_id, live=live, exclude_bought=exclude_bought_products
+                items,
+                n=products,
+                client_id=client_id,
+                live=live,
+                exclude_bought=query.exclude_bought_products,
             )
             if products
             else None
@@ -192,14 +165,14 @@ async def recommend(
     summary="Top-k labels for a custom basket, history or demographics",
     responses=error_responses(400, 409, 413, 422, 503),
 )
-async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
+async def score(request: ScoreRequest, service: ServiceDep) -> RecommendResponse:
     """Score every label for a history whose newest session is the basket (demographics alone: cold start);
     leave out what the filters exclude; return the top k, each with up to `products` products and, with
     `explain`, why."""
-    recommender, settings = ranker.recommender, ranker.settings
+    recommender, settings = service.recommender, service.settings
     _check_lengths(request, settings.max_basket_len, settings.max_history_len)
     query = partial(score_query, recommender, request)
-    entry = await ranker.scorer.top(recommender, query)
+    entry = await service.scorer.top(recommender, query)
     items = recommender.ranked(entry, request.k)
     as_of = request.date or (max(request.dates) if request.dates else None)
     lists = (
@@ -208,7 +181,7 @@ async def score(request: ScoreRequest, ranker: RankerDep) -> RecommendResponse:
         else None
     )
     return ranking_response(
-        ranker.served,
+        service.served,
         items,
         client_id=None,
         k=request.k,
