@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
+from app.api.query_model import query_parameters
 from app.api.routes.catalog import labels_response, model_card
 from app.api.routes.clients import client_detail, clients_page
 from app.api.routes.recommend import ranking_response, score_query
@@ -23,7 +24,7 @@ from app.explain import can_explain, explain_rankings, utc_today
 from app.filters import NO_FILTERS, Filters
 from app.recommender import Query as RankingQuery
 from app.recommender import Recommender
-from app.schemas import ScoreRequest
+from app.schemas import RecommendQuery, ScoreRequest
 from app.served import ServedVersion
 
 EXAMPLE_K = 3
@@ -47,6 +48,7 @@ def install_openapi(app: FastAPI) -> None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
+            _document_queries(schema)
             if served is not None:
                 _add_examples(schema, served)
                 _bound_k(schema, served.recommender.max_k)
@@ -56,6 +58,13 @@ def install_openapi(app: FastAPI) -> None:
         return cache[key]
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _document_queries(schema: dict[str, Any]) -> None:
+    """Add the parameters of the query GET /recommend reads as one model (app/api/query_model.py). Built with
+    the document, not at import: FastAPI's first schema of a process costs ~160 ms, which start-up need not
+    pay."""
+    schema["paths"]["/recommend/{client_id}"]["get"]["parameters"] += query_parameters(RecommendQuery)
 
 
 def _bound_k(schema: dict[str, Any], max_k: int) -> None:

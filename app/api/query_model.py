@@ -5,8 +5,8 @@ GET /recommend's nine cost ~100 us a request, more than a cached answer's lookup
 collects the parameters of a model from the query string and validates them at once with the model's
 compiled validator; what is invalid is reported as FastAPI reports it (RequestValidationError, each error
 located at ("query", field, ...)), so the 422 body is the one FastAPI would give. `query_parameters` is what
-FastAPI documents for the same model declared as a query model (`Annotated[Model, Query()]`), for the route's
-`openapi_extra`: the docs and the parser come from one model.
+FastAPI documents for the same model declared as a query model (`Annotated[Model, Query()]`), which
+app/api/openapi.py adds to the route's operation: the docs and the parser come from one model.
 """
 
 from __future__ import annotations

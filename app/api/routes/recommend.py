@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Response
 
 from app.api.deps import ServiceDep
 from app.api.errors import error_responses
-from app.api.query_model import query_parameters, read_query
+from app.api.query_model import read_query
 from app.api.routes.clients import ClientId
 from app.errors import InvalidQueryError
 from app.explain import LabelExplanation, explain_rankings, utc_today
@@ -95,7 +95,6 @@ async def explained(
     summary="Top-k labels for a client, from its training and recorded sessions",
     response_model=RecommendResponse,
     responses=error_responses(404, 409, 422, 503),
-    openapi_extra={"parameters": query_parameters(RecommendQuery)},
 )
 async def recommend(
     client_id: ClientId,
