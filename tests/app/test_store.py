@@ -13,7 +13,7 @@ from sqlalchemy import Connection, event, make_url, select
 
 from app.db.engine import open_database
 from app.db.group_commit import GroupCommit
-from app.db.tables import clients
+from app.db.tables import clients, sessions
 from app.errors import SessionConflictError
 from app.live import RecordedSession
 from app.store import NewSession, SessionStore
@@ -85,6 +85,33 @@ def test_a_recorded_session_survives_reopening_the_database(database_url: str) -
         assert live is not None and [s.labels for s in live.sessions] == [("x",)]
     finally:
         second.close()
+
+
+def test_a_recorded_session_is_stored_as_core_stores_the_same_values(store: SessionStore) -> None:
+    """The session write runs on the driver's cursor with SQLAlchemy's bind processors: the row holds what
+    a Core insert of the same values holds, column by column as the driver reads it back."""
+    recorded, _ = store.record_session(7, NewSession("raw", DAY, ("a", "b"), (101, 102)))
+    labels_only, _ = store.record_session(7, _session("raw-2", "c"))
+    with store.engine.begin() as connection:
+        connection.execute(
+            sessions.insert(),
+            [
+                {"client_id": 7, "session_id": "core", "session_date": DAY, "labels": ["a", "b"],
+                 "products": [101, 102], "recorded_at": recorded.recorded_at},
+                {"client_id": 7, "session_id": "core-2", "session_date": DAY, "labels": ["c"],
+                 "products": None, "recorded_at": labels_only.recorded_at},
+            ],
+        )  # fmt: skip
+        driver = connection.connection.dbapi_connection
+        assert driver is not None
+        cursor = driver.cursor()
+        cursor.execute("SELECT session_id, session_date, labels, products, recorded_at FROM sessions")
+        stored = {row[0]: row[1:] for row in cursor.fetchall()}
+        client = connection.execute(select(clients).where(clients.c.client_id == 7)).one()
+    assert stored["raw"] == stored["core"] and stored["raw-2"] == stored["core-2"]
+    assert client.revision == 2
+    updated_at = client.updated_at  # SQLite returns it naive (every stored time is UTC)
+    assert (updated_at if updated_at.tzinfo else updated_at.replace(tzinfo=dt.UTC)) == labels_only.recorded_at
 
 
 def test_concurrent_writes_of_one_session_create_it_once(store: SessionStore) -> None:
