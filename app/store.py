@@ -14,10 +14,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import (
@@ -35,10 +35,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement
 
 from app.core.config import Settings
+from app.db.driver import DriverStatement, ids_in
 from app.db.engine import database_url, open_database, writing
 from app.db.group_commit import GroupCommit
 from app.db.tables import clients, sessions
@@ -109,56 +108,20 @@ def _recorded(row: Row[Any]) -> RecordedSession:
 
 
 @dataclass(frozen=True)
-class _DriverStatement:
-    """A Core statement compiled once for one dialect and run on the driver's cursor, its parameters
-    converted by SQLAlchemy's own bind processors: the stored values are the ones Core stores. Core's
-    execution of a compiled statement (execution context, result, row objects) cost ~40 us a statement,
-    more than SQLite's own work, three statements a session, on the thread every write of a process waits
-    for (0.35 -> 0.20 ms of CPU a write in process; bench/serve.py: 1.21 -> 0.99 ms a served write)."""
-
-    compiled: SQLCompiler
-    processors: Mapping[str, Callable[[Any], Any]]  # the parameters whose values the driver takes converted
-    positions: tuple[str, ...] | None  # the parameters in order, for a driver taking them by position
-
-    @classmethod
-    def of(cls, statement: ClauseElement, dialect: Dialect) -> _DriverStatement:
-        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
-        processors = {}
-        for name, bind in compiled.binds.items():
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                processors[name] = processor
-        positions = tuple(compiled.positiontup or ()) if compiled.positional else None
-        return cls(compiled, processors, positions)
-
-    def first(self, connection: Connection, params: dict[str, Any]) -> tuple[Any, ...] | None:
-        """Run with `params` (the statement's own literal values filled in) in `connection`'s transaction;
-        the first row it returned, or None."""
-        values = self.compiled.construct_params(params)
-        for name, processor in self.processors.items():
-            values[name] = processor(values[name])
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cursor.execute(
-                self.compiled.string,
-                values if self.positions is None else tuple(values[name] for name in self.positions),
-            )
-            return cursor.fetchone() if cursor.description is not None else None
-        finally:
-            cursor.close()
-
-
-@dataclass(frozen=True)
 class _Statements:
-    """The store's writes, built once per dialect and run with parameters: building a statement and its
-    cache key on every call cost more than SQLite's own work. A session's three run on the driver's cursor
-    (`_DriverStatement`)."""
+    """The store's statements for one dialect, built once and run with parameters (building a statement
+    and its cache key on every call cost more than SQLite's own work); those of every request and write run
+    on the driver's cursor (app/db/driver.py)."""
 
-    add_client: _DriverStatement  # client, now: the client's row at revision 0 unless it exists
-    insert_session: _DriverStatement  # the sessions row's columns: its id, or no row if the ID is taken
+    add_client: DriverStatement  # client, now: the client's row at revision 0 unless it exists
+    insert_session: DriverStatement  # the sessions row's columns: its id, or no row if the ID is taken
     find_session: Executable  # client, session_id
-    bump: _DriverStatement  # client, now: the revision up by one
+    bump: DriverStatement  # client, now: the revision up by one
     bump_demographics: Executable  # client, now, gender, age: created at revision 1, or raised by one
+    revisions: DriverStatement  # ids: (client_id, revision) of those recorded
+    clients: DriverStatement  # ids: the clients rows of those recorded
+    sessions: DriverStatement  # ids, until: their sessions dated until then, each client's oldest first
+    newest_sessions: DriverStatement  # ids, until, newest: the same, each client's newest `newest` only
 
     @classmethod
     def of(cls, dialect: Dialect) -> _Statements:
@@ -169,14 +132,17 @@ class _Statements:
             "age": bindparam("age"),
         }
         session_columns = [column.name for column in sessions.columns if column.name != "id"]
+        dated = select(sessions).where(
+            ids_in(sessions.c.client_id, dialect), sessions.c.session_date <= bindparam("until")
+        )
         return cls(
-            add_client=_DriverStatement.of(
+            add_client=DriverStatement(
                 insert(clients)
                 .values(client_id=bindparam("client"), revision=0, updated_at=bindparam("now"))
                 .on_conflict_do_nothing(index_elements=[clients.c.client_id]),
                 dialect,
             ),
-            insert_session=_DriverStatement.of(
+            insert_session=DriverStatement(
                 insert(sessions)
                 .values({name: bindparam(name) for name in session_columns})
                 .on_conflict_do_nothing(index_elements=[sessions.c.client_id, sessions.c.session_id])
@@ -187,7 +153,7 @@ class _Statements:
                 (sessions.c.client_id == bindparam("client"))
                 & (sessions.c.session_id == bindparam("session_id"))
             ),
-            bump=_DriverStatement.of(
+            bump=DriverStatement(
                 update(clients)
                 .where(clients.c.client_id == bindparam("client"))
                 .values(revision=clients.c.revision + 1, updated_at=bindparam("now")),
@@ -199,6 +165,15 @@ class _Statements:
                 index_elements=[clients.c.client_id],
                 set_={"revision": clients.c.revision + 1, **demographics},
             ),
+            revisions=DriverStatement(
+                select(clients.c.client_id, clients.c.revision).where(ids_in(clients.c.client_id, dialect)),
+                dialect,
+            ),
+            clients=DriverStatement(select(clients).where(ids_in(clients.c.client_id, dialect)), dialect),
+            sessions=DriverStatement(
+                dated.order_by(sessions.c.client_id, sessions.c.session_date, sessions.c.id), dialect
+            ),
+            newest_sessions=DriverStatement(_newest(dated), dialect),
         )
 
 
@@ -236,7 +211,7 @@ class SessionStore:
     def revisions(self, client_ids: Collection[int]) -> dict[int, int]:
         """The revision of each of `client_ids` that has one, in one query."""
         with self.engine.connect() as connection:
-            rows = connection.execute(_REVISIONS, {"ids": list(set(client_ids))})
+            rows = self._statements.revisions.all(connection, {"ids": list(set(client_ids))})
             return {int(row.client_id): int(row.revision) for row in rows}
 
     def client(self, client_id: int) -> LiveClient | None:
@@ -251,13 +226,18 @@ class SessionStore:
         rankings reads its clients at once: one round trip instead of one per request), its sessions
         dated on or before `until`. A ranking reads only what the model can see: with `newest`, each
         client's newest `newest` of those, so a read stays the same size however long a history grows."""
+        statements = self._statements
         with self.engine.connect() as connection, connection.begin():
-            rows = connection.execute(_CLIENTS, {"ids": list(set(client_ids))}).all()
+            rows = statements.clients.all(connection, {"ids": list(set(client_ids))})
             if not rows:
                 return {}
             ids = [row.client_id for row in rows]
-            query, limit = (_SESSIONS, {}) if newest is None else (_NEWEST_SESSIONS, {"newest": newest})
-            recorded = connection.execute(query, {"ids": ids, "until": until, **limit})
+            if newest is None:
+                recorded = statements.sessions.all(connection, {"ids": ids, "until": until})
+            else:
+                recorded = statements.newest_sessions.all(
+                    connection, {"ids": ids, "until": until, "newest": newest}
+                )
             return {live.client_id: live for live in _live_clients(rows, recorded)}
 
     @_answering()
@@ -324,16 +304,9 @@ class SessionStore:
         yield from live
 
 
-_IDS: BindParameter[list[int]] = bindparam("ids", expanding=True)
-_REVISIONS = select(clients.c.client_id, clients.c.revision).where(clients.c.client_id.in_(_IDS))
-_CLIENTS = select(clients).where(clients.c.client_id.in_(_IDS))
-_DATED = select(sessions).where(sessions.c.client_id.in_(_IDS), sessions.c.session_date <= bindparam("until"))
-_SESSIONS = _DATED.order_by(sessions.c.client_id, sessions.c.session_date, sessions.c.id)  # oldest first
-
-
-def _newest_sessions() -> Select[Any]:
-    """`_SESSIONS`, each client's newest `newest` only (a parameter too)."""
-    ranked = _DATED.add_columns(
+def _newest(dated: Select[Any]) -> Select[Any]:
+    """`dated` (sessions), each client's newest `newest` only (a parameter too), oldest first."""
+    ranked = dated.add_columns(
         func.row_number()
         .over(
             partition_by=sessions.c.client_id, order_by=(sessions.c.session_date.desc(), sessions.c.id.desc())
@@ -345,9 +318,6 @@ def _newest_sessions() -> Select[Any]:
         .where(ranked.c.newest <= bindparam("newest"))
         .order_by(ranked.c.client_id, ranked.c.session_date, ranked.c.id)
     )
-
-
-_NEWEST_SESSIONS = _newest_sessions()
 
 
 def _live_clients(rows: Iterable[Row[Any]], recorded: Iterable[Row[Any]]) -> list[LiveClient]:

@@ -148,6 +148,19 @@ def test_clients_reads_many_clients_at_once_as_client_reads_each(store: SessionS
     assert store.clients([]) == {}
 
 
+def test_the_driver_reads_equal_cores_reads_of_the_same_rows(store: SessionStore) -> None:
+    """`clients` and `revisions` run on the driver's cursor; `all_clients` reads the rows through Core."""
+    store.record_session(2, NewSession("p", DAY, ("a", "b"), (101, 102)))
+    store.record_session(2, _session("q", "c", date=DAY - dt.timedelta(days=2)))
+    store.set_demographics(2, gender="F", age=None)
+    store.set_demographics(5, gender=None, age=40)
+    store.record_session(9, _session("r", "d"))
+    core = {live.client_id: live for live in store.all_clients()}
+    assert store.clients([2, 5, 9, 11]) == core and sorted(core) == [2, 5, 9]
+    assert store.revisions([2, 5, 9, 11]) == {cid: live.revision for cid, live in core.items()}
+    assert store.clients([2], until=DAY - dt.timedelta(days=1))[2].sessions == core[2].sessions[:1]
+
+
 def test_group_commit_keeps_each_writes_own_outcome(tmp_path: Path) -> None:
     engine = open_database(make_url(f"sqlite:///{tmp_path / 'wdrec.sqlite3'}"))
     group = GroupCommit(engine)
