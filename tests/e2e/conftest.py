@@ -35,10 +35,19 @@ def free_port() -> int:
 
 def worker_pids(server: Server) -> list[int]:
     """The worker processes of a `wdrec serve --workers N` (multiprocessing's resource tracker, also a
-    child of the supervisor, left out)."""
+    child of the supervisor, left out; so is a worker that exits while it is looked at, as retiring workers
+    do during a rolling restart)."""
     pid = server.process.pid
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    return [int(c) for c in children if b"spawn_main" in _cmdline(int(c))]
+
+
+def _cmdline(pid: int) -> bytes:
+    """A process's command line; empty once it has exited."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
 
 
 def restart_workers(server: Server, how: str, *, admin_key: str = "") -> None:
