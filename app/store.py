@@ -25,7 +25,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Executable,
-    Row,
     Select,
     bindparam,
     func,
@@ -96,7 +95,8 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def _recorded(row: Row[Any]) -> RecordedSession:
+def _recorded(row: Any) -> RecordedSession:
+    """A sessions row (Core's, or a `DriverStatement`'s named tuple) as a `RecordedSession`."""
     products = row.products
     return RecordedSession(
         session_id=row.session_id,
@@ -320,7 +320,7 @@ def _newest(dated: Select[Any]) -> Select[Any]:
     )
 
 
-def _live_clients(rows: Iterable[Row[Any]], recorded: Iterable[Row[Any]]) -> list[LiveClient]:
+def _live_clients(rows: Iterable[Any], recorded: Iterable[Any]) -> list[LiveClient]:
     """The `LiveClient` of each `clients` row, with its rows of `recorded` (sessions, oldest first)."""
     by_client: dict[int, list[RecordedSession]] = {}
     for session_row in recorded:

@@ -49,9 +49,8 @@ class DriverStatement:
         self._positions = tuple(self._compiled.positiontup or ()) if positional else None
         columns = list(getattr(statement, "exported_columns", ()))
         self._row: Any = namedtuple("Row", [column.name for column in columns])  # type: ignore[misc]
-        self._results = [
-            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
-        ]
+        results = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+        self._results = results if any(results) else None  # None: the driver's values are Core's
 
     def first(self, connection: Connection, params: Mapping[str, Any]) -> Any | None:
         """The first row the statement returns with `params`, or None."""
@@ -63,7 +62,7 @@ class DriverStatement:
         return self._run(connection, params, one=False)
 
     def _run(self, connection: Connection, params: Mapping[str, Any], *, one: bool) -> list[Any]:
-        values = self._compiled.construct_params(dict(params))  # the statement's own literals filled in
+        values = self._compiled.construct_params(params)  # the statement's own literals filled in
         for name, processor in self._processors.items():
             values[name] = processor(values[name])
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -78,6 +77,8 @@ class DriverStatement:
         return [self._convert(row) for row in raw]
 
     def _convert(self, row: tuple[Any, ...]) -> Any:
+        if self._results is None:
+            return self._row._make(row)
         converted = zip(self._results, row, strict=True)
         values = (value if process is None else process(value) for process, value in converted)
         return self._row._make(values)
