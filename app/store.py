@@ -10,7 +10,6 @@ commits concurrent transactions together by itself.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime as dt
 import logging
@@ -195,7 +194,7 @@ class SessionStore:
     async def _write_async(self, work: Callable[[Connection], R]) -> R:
         """`_write` without holding a thread while the commit is waited for (SQLite's writer thread)."""
         if self._group is not None:
-            return await asyncio.wrap_future(self._group.submit(work))
+            return await self._group.submit_async(work)
         return await anyio.to_thread.run_sync(self._write, work)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -237,6 +238,95 @@ def test_group_commit_commits_concurrent_writes_together(tmp_path: Path) -> None
     with pytest.raises(RuntimeError, match="closed"):
         group.submit(insert(999))
     engine.dispose()
+
+
+class _Held:
+    """A group commit whose writer thread is held inside a first write until `release`, so that the writes
+    submitted meanwhile are committed as one batch."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.engine = open_database(make_url(f"sqlite:///{tmp_path / 'wdrec.sqlite3'}"))
+        self.group = GroupCommit(self.engine)
+        self.now = dt.datetime.now(dt.UTC)
+        started, self._gate = threading.Event(), threading.Event()
+
+        def hold(connection: Connection) -> int:
+            started.set()
+            self._gate.wait()
+            return -1
+
+        self.first = self.group.submit(hold)
+        started.wait()
+
+    def insert(self, client_id: int) -> Callable[[Connection], int]:
+        def work(connection: Connection) -> int:
+            connection.execute(clients.insert().values(client_id=client_id, revision=1, updated_at=self.now))
+            return client_id
+
+        return work
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def stored(self) -> list[int]:
+        self.group.close()
+        with self.engine.connect() as connection:
+            ids = connection.execute(select(clients.c.client_id).order_by(clients.c.client_id)).scalars()
+            stored = list(ids)
+        self.engine.dispose()
+        return stored
+
+
+def test_an_event_loops_writes_of_one_batch_are_settled_in_one_call_into_the_loop(tmp_path: Path) -> None:
+    held = _Held(tmp_path)
+    calls: list[object] = []
+
+    async def storm() -> list[int]:
+        loop = asyncio.get_running_loop()
+        call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counted(callback: Callable[..., object], *args: object) -> asyncio.Handle:
+            calls.append(callback)
+            return call_soon_threadsafe(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        futures = [held.group.submit_async(held.insert(i)) for i in range(20)]
+        held.release()
+        return list(await asyncio.gather(*futures))
+
+    assert asyncio.run(storm()) == list(range(20))
+    assert held.first.result() == -1
+    assert len(calls) == 1  # twenty writes committed together wake their loop once, not twenty times
+    assert held.stored() == list(range(20))
+
+
+def test_an_async_write_cancelled_while_queued_is_not_run(tmp_path: Path) -> None:
+    held = _Held(tmp_path)
+
+    async def cancel_one() -> list[int | BaseException]:
+        futures = [held.group.submit_async(held.insert(i)) for i in range(3)]
+        futures[1].cancel()  # its request went away before the writer thread reached it
+        held.release()
+        return await asyncio.gather(*futures, return_exceptions=True)
+
+    outcomes = asyncio.run(cancel_one())
+    assert outcomes[0] == 0 and outcomes[2] == 2 and isinstance(outcomes[1], asyncio.CancelledError)
+    assert held.stored() == [0, 2]
+
+
+def test_the_writer_outlives_an_event_loop_closed_while_its_write_was_queued(tmp_path: Path) -> None:
+    held = _Held(tmp_path)
+    loop = asyncio.new_event_loop()
+
+    async def submit() -> asyncio.Future[int]:
+        return held.group.submit_async(held.insert(5))
+
+    loop.run_until_complete(submit())
+    loop.close()  # nothing waits for the write any more; it is still committed
+    held.release()
+    # the writer thread carried on (the second write is committed in a batch after the first's)
+    assert [held.group.submit(held.insert(i)).result(timeout=10) for i in (6, 7)] == [6, 7]
+    assert held.stored() == [5, 6, 7]
 
 
 def test_clients_reads_the_newest_sessions_up_to_a_date_as_a_ranking_needs(store: SessionStore) -> None:
