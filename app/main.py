@@ -68,10 +68,12 @@ def create_app(settings: Settings | None = None, *, recommender: Recommender | N
         )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetricsMiddleware)  # outermost: it times and counts 413s too
-    for module in (recommend, clients, catalog, health, metrics):
-        app.include_router(module.router)
+    # Routes are matched in order: the busiest (rankings, then session writes) first.
+    app.include_router(recommend.router)
     if key_value(settings.write_api_key):
         app.include_router(clients.write_router)
+    for module in (clients, catalog, health, metrics):
+        app.include_router(module.router)
     if key_value(settings.admin_api_key):
         app.include_router(admin.router)
     app.add_api_route("/", _index, include_in_schema=False)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from app.core.config import Settings
 from app.launch import serve
@@ -27,6 +28,15 @@ def version_copy(tiny_artifacts: Path, tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def preloaded(artifacts: ArtifactSet) -> Recommender:
     return Recommender(artifacts)
+
+
+def test_rankings_then_session_writes_are_matched_first(tmp_path: Path) -> None:
+    """Requests are matched against the routes in order, each route passed over at a cost: the busiest
+    come first (the OpenAPI document lists the paths in that order)."""
+    app = create_app(Settings(artifacts_dir=tmp_path, write_api_key=SecretStr("k" * 32)))
+    paths = app.openapi()["paths"]
+    first = ["/recommend/{client_id}", "/score", "/clients/{client_id}", "/clients/{client_id}/sessions"]
+    assert list(paths)[:4] == first and list(paths["/clients/{client_id}"]) == ["put", "get"]
 
 
 def test_startup_refuses_a_corrupt_model_naming_the_file(version_copy: Path) -> None:
