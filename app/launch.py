@@ -60,6 +60,7 @@ def serve(
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        "access_log": settings.access_log,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
         "http": DrainingHttpToolsProtocol,  # a shutdown answers keep-alive clients with Connection: close
     }

@@ -5,7 +5,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, running_server
 from training.artifacts import load_artifacts
 
 pytestmark = pytest.mark.slow  # trains the session's tiny artifacts and starts uvicorn
@@ -33,3 +33,17 @@ def test_served_score_and_errors_use_the_json_shape(server: Server) -> None:
 def test_served_docs_and_page_are_reachable(server: Server) -> None:
     assert httpx.get(f"{server.url}/docs").status_code == 200
     assert "wdrec" in httpx.get(f"{server.url}/").text
+
+
+def test_the_access_log_has_a_line_per_request_unless_turned_off(
+    server: Server, tiny_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    line = '"GET /health HTTP/1.1" 200'
+    httpx.get(f"{server.url}/health").raise_for_status()
+    assert line in server.log.read_text()
+    monkeypatch.setenv("WDREC_ACCESS_LOG", "false")  # the server process inherits it
+    with running_server(tiny_artifacts, tmp_path / "serve.log") as quiet:
+        httpx.get(f"{quiet.url}/health").raise_for_status()
+        assert httpx.get(f"{quiet.url}/nowhere").status_code == 404
+    logged = quiet.log.read_text()
+    assert "Application startup complete" in logged and "HTTP/1.1" not in logged
