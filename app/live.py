@@ -6,12 +6,12 @@ Plain values, no database: `app.store` reads and writes them, `app.recommender` 
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class RecordedSession:
-    """One session recorded through POST /clients/{id}/sessions."""
+class RecordedSession(NamedTuple):
+    """One session recorded through POST /clients/{id}/sessions. Named tuples, not dataclasses: a ranking
+    reads these by the hundred per batch, and a tuple is built several times faster."""
 
     session_id: str  # the caller's ID: the idempotency key, unique per client
     date: dt.date
@@ -20,8 +20,7 @@ class RecordedSession:
     recorded_at: dt.datetime
 
 
-@dataclass(frozen=True)
-class LiveClient:
+class LiveClient(NamedTuple):
     """A client's recorded state: every write for the client bumps `revision`, so a ranking computed for
     one revision is valid exactly while the database still holds that revision."""
 

@@ -1,14 +1,27 @@
-"""API keys of the routes that change state: a route group exists only when its key is configured."""
+"""API keys of the routes that change state: a route group exists only when its key is configured.
+
+Both keys travel in the X-API-Key header. Each is an OpenAPI security scheme of its own (FastAPI's
+`APIKeyHeader`), so the docs page says which routes need which key and its "Authorize" button sends it.
+"""
 
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
 
-from fastapi import Header, HTTPException, Request
+from fastapi import HTTPException
+from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 
-UNAUTHORIZED = "Missing or wrong API key (header X-API-Key)"
+HEADER = "X-API-Key"
+UNAUTHORIZED = f"Missing or wrong API key (header {HEADER})"
+
+# auto_error=False: a missing key reaches `check_key`, which answers 401 with the one error body.
+WRITE_KEY = APIKeyHeader(
+    name=HEADER, scheme_name="WriteKey", description="WDREC_WRITE_API_KEY: the write routes", auto_error=False
+)
+ADMIN_KEY = APIKeyHeader(
+    name=HEADER, scheme_name="AdminKey", description="WDREC_ADMIN_API_KEY: /admin/reload", auto_error=False
+)
 
 
 def key_value(key: SecretStr | None) -> str:
@@ -21,8 +34,3 @@ def check_key(expected: SecretStr | None, given: str | None) -> None:
     wanted = key_value(expected)
     if not wanted or not secrets.compare_digest((given or "").encode(), wanted.encode()):
         raise HTTPException(401, UNAUTHORIZED)
-
-
-async def require_write_key(request: Request, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    """The write routes' guard: WDREC_WRITE_API_KEY in the X-API-Key header, else 401."""
-    check_key(request.app.state.settings.write_api_key, x_api_key)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 
+from app.api.auth import WRITE_KEY, check_key
 from app.batching import BatchScorer
 from app.core.config import Settings
 from app.errors import NotReadyError
@@ -55,6 +56,14 @@ async def get_service(request: Request) -> Service:
     return Service(await get_served(request), state.scorer, state.settings, state.store, state.revisions)
 
 
+async def get_writer(request: Request, key: Annotated[str | None, Security(WRITE_KEY)]) -> Service:
+    """`get_service` for the write routes, once the X-API-Key header holds WDREC_WRITE_API_KEY (else 401,
+    before any other check)."""
+    check_key(request.app.state.settings.write_api_key, key)
+    return await get_service(request)
+
+
 ServedDep = Annotated[ServedVersion, Depends(get_served)]
 RecommenderDep = Annotated[Recommender, Depends(get_recommender)]
 ServiceDep = Annotated[Service, Depends(get_service)]
+WriterDep = Annotated[Service, Depends(get_writer)]

@@ -44,7 +44,9 @@ sessions = Table(
     Column("session_id", String(SESSION_ID_LEN), nullable=False),
     Column("session_date", Date, nullable=False),
     Column("labels", JSON, nullable=False),  # CLAC3 names: stable across model versions, unlike ids
-    Column("products", JSON),  # the PD_C codes sent, or null when labels were sent
+    # The PD_C codes sent, or SQL NULL when labels were sent (rows written as JSON 'null' before read the
+    # same): a ranking's read decodes no JSON for it.
+    Column("products", JSON(none_as_null=True)),
     Column("recorded_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("client_id", "session_id", name="uq_sessions_client_session"),
 )

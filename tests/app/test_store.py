@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, event, make_url, select
+from sqlalchemy import Connection, event, make_url, select, text
 
 from app.db.engine import open_database
 from app.db.group_commit import GroupCommit
@@ -113,6 +113,27 @@ def test_a_recorded_session_is_stored_as_core_stores_the_same_values(store: Sess
     assert client.revision == 2
     updated_at = client.updated_at  # SQLite returns it naive (every stored time is UTC)
     assert (updated_at if updated_at.tzinfo else updated_at.replace(tzinfo=dt.UTC)) == labels_only.recorded_at
+
+
+def test_a_session_of_labels_stores_no_products_as_sql_null_and_reads_older_json_nulls_alike(
+    store: SessionStore,
+) -> None:
+    """Products are SQL NULL for a session recorded from labels (a read decodes no JSON for them); rows
+    written before that, holding the JSON text 'null', read back the same."""
+    store.record_session(7, _session("new", "a"))
+    with store.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO sessions (client_id, session_id, session_date, labels, products, recorded_at) "
+                "SELECT client_id, 'old', session_date, labels, 'null', recorded_at FROM sessions "
+                "WHERE session_id = 'new'"
+            )
+        )
+        raw = dict(connection.execute(text("SELECT session_id, products IS NULL FROM sessions")).all())
+    assert raw == {"new": True, "old": False}
+    live = store.client(7)
+    assert live is not None
+    assert [(s.session_id, s.products) for s in live.sessions] == [("new", None), ("old", None)]
 
 
 def test_concurrent_writes_of_one_session_create_it_once(store: SessionStore) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Security
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from app.api.auth import UNAUTHORIZED, check_key
+from app.api.auth import ADMIN_KEY, UNAUTHORIZED, check_key
 from app.core.config import Settings
 from app.lifecycle import ReloadError, reload_served, request_rolling_restart
 from app.schemas import ErrorResponse
@@ -62,12 +62,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     "/reload", summary="Reload the newest artifact version", response_model=ReloadResult, responses=ERRORS
 )
 async def reload(
-    request: Request, x_api_key: Annotated[str | None, Header()] = None
+    request: Request, key: Annotated[str | None, Security(ADMIN_KEY)]
 ) -> ReloadResult | JSONResponse:
     """Load and verify `current` again and swap it in; on failure keep serving the old version (409, why).
     With several workers: request their rolling restart (202)."""
     settings: Settings = request.app.state.settings
-    check_key(settings.admin_api_key, x_api_key)
+    check_key(settings.admin_api_key, key)
     if settings.workers > 1:
         request_rolling_restart()
         served = RestartResult(restarting_workers=settings.workers, serving=request.app.state.served.version)

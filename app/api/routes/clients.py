@@ -11,10 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
-from app.api.auth import require_write_key
-from app.api.deps import RecommenderDep, ServiceDep
+from app.api.deps import RecommenderDep, ServiceDep, WriterDep
 from app.api.errors import error_responses
 from app.errors import InvalidQueryError
 from app.live import LiveClient, RecordedSession
@@ -38,7 +37,7 @@ EARLIEST_OFFSET = dt.timedelta(hours=14)
 ClientId = Annotated[int, Path(ge=0, le=MAX_CLIENT_ID, description="CLNT_ID of the client")]
 
 router = APIRouter(tags=["clients"])
-write_router = APIRouter(tags=["clients"], dependencies=[Depends(require_write_key)])
+write_router = APIRouter(tags=["clients"])  # each route takes `WriterDep`: the write key's check
 
 
 def clients_page(recommender: Recommender, *, limit: int, offset: int) -> ClientsPage:
@@ -123,7 +122,7 @@ def client(client_id: ClientId, service: ServiceDep) -> ClientDetail:
     summary="Set a client's gender and age",
     responses=error_responses(400, 401, 413, 422, 503),
 )
-def set_demographics(client_id: ClientId, body: DemographicsIn, service: ServiceDep) -> ClientDetail:
+def set_demographics(client_id: ClientId, body: DemographicsIn, service: WriterDep) -> ClientDetail:
     """Record the client's gender and age, checked against the model's vocabulary; they override the
     training data's from the next request on (null: not set, the training data's holds). Answers once
     stored durably."""
@@ -137,17 +136,13 @@ def set_demographics(client_id: ClientId, body: DemographicsIn, service: Service
     "/clients/{client_id}/sessions",
     summary="Record a client's session",
     status_code=201,
+    response_model=RecordedSessionOut,
     responses={
         200: {"model": RecordedSessionOut, "description": "The same session was recorded before"},
         **error_responses(400, 401, 409, 413, 422, 503),
     },
 )
-async def record_session(
-    client_id: ClientId,
-    body: SessionIn,
-    response: Response,
-    service: ServiceDep,
-) -> RecordedSessionOut:
+async def record_session(client_id: ClientId, body: SessionIn, service: WriterDep) -> Response:
     """Record a session (labels, or PD_C products mapped to labels) of a client, known or new: 201 once it
     is durable, and the client's next /recommend, on any worker or replica, ranks with it. The same
     session ID and body again: 200 with the stored session; another body under that ID: 409."""
@@ -156,6 +151,6 @@ async def record_session(
     stored, created = await service.store.record_session_async(client_id, new)
     if created:
         SESSIONS_WRITTEN.inc()
-    else:
-        response.status_code = 200
-    return session_out(recommender, stored)
+    # Serialised here by pydantic in one call: FastAPI would validate the returned model again first.
+    body_out = session_out(recommender, stored).model_dump_json()
+    return Response(body_out, status_code=201 if created else 200, media_type="application/json")

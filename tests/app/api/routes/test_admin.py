@@ -67,6 +67,15 @@ def test_reload_without_the_right_key_returns_401(admin: TestClient, key: str | 
     assert_error(_reload(admin, key), 401, "unauthorized")
 
 
+def test_reload_documents_the_admin_key_as_a_security_scheme(admin: TestClient) -> None:
+    openapi = admin.get("/openapi.json").json()
+    scheme = openapi["components"]["securitySchemes"]["AdminKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    reload = openapi["paths"]["/admin/reload"]["post"]
+    assert reload["security"] == [{"AdminKey": []}] and "parameters" not in reload
+    assert "WriteKey" not in openapi["components"]["securitySchemes"]  # no write routes without their key
+
+
 def test_reload_swaps_in_the_newest_version(admin: TestClient, root: Path) -> None:
     before = _version(admin)
     add_version(root, "v2")

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.core.config import Settings
 from app.main import create_app
+from app.schemas import RecordedSessionOut
 from tests.app.api.routes.test_recommend import assert_error
 from training.artifacts import ArtifactSet
 
@@ -63,6 +64,19 @@ def test_writes_without_the_right_key_return_401(writer: TestClient, known_clien
     assert_error(response, 401, "unauthorized")
 
 
+def test_the_write_routes_document_the_write_key_as_a_security_scheme(writer: TestClient) -> None:
+    openapi = writer.get("/openapi.json").json()
+    scheme = openapi["components"]["securitySchemes"]["WriteKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "X-API-Key")
+    paths = openapi["paths"]
+    for op in (paths["/clients/{client_id}/sessions"]["post"], paths["/clients/{client_id}"]["put"]):
+        assert op["security"] == [{"WriteKey": []}]
+        assert [param["in"] for param in op["parameters"]] == ["path"]  # the key is no header parameter
+    assert "security" not in paths["/clients/{client_id}"]["get"]
+    created = paths["/clients/{client_id}/sessions"]["post"]["responses"]["201"]["content"]
+    assert created["application/json"]["schema"] == {"$ref": "#/components/schemas/RecordedSessionOut"}
+
+
 def test_a_recorded_session_changes_the_next_ranking_and_shows_on_the_client(
     writer: TestClient, known_client: int, artifacts: ArtifactSet
 ) -> None:
@@ -70,7 +84,9 @@ def test_a_recorded_session_changes_the_next_ranking_and_shows_on_the_client(
     labels = unbought(artifacts, known_client)
     response = post_session(writer, known_client, session_body(labels))
     assert response.status_code == 201, response.text
+    assert response.headers["content-type"] == "application/json"
     stored = response.json()
+    assert RecordedSessionOut.model_validate(stored).model_dump(mode="json") == stored
     assert [item["label"] for item in stored["labels"]] == labels and stored["products"] is None
     after = writer.get(f"/recommend/{known_client}", params={"k": 20}).json()
     assert after["recommendations"] != before["recommendations"]
