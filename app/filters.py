@@ -66,6 +66,14 @@ class LabelFilter:
             scores.masked_fill_(bought_mask(histories, scores.shape[1]), EXCLUDED)
         return scores
 
+    def kept(self, n_labels: int, bought: np.ndarray) -> np.ndarray:
+        """bool [n_labels]: the labels this filter keeps for a history holding the label ids `bought`
+        (`apply` for one ranking, in numpy)."""
+        kept = np.ones(n_labels, dtype=np.bool_) if self.allowed is None else self.allowed.numpy().copy()
+        if self.filters.exclude_bought:
+            kept[bought] = False
+        return kept
+
 
 def bought_mask(histories: Sequence[Sequence[Sequence[int]]], n_labels: int) -> torch.Tensor:
     """bool [B, n_labels]: True where history b holds the label (in any of its sessions)."""

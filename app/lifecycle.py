@@ -24,8 +24,10 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from app import metrics
+from app.coalesced import CoalescedReader
 from app.core.memory import freeze_long_lived
-from app.revisions import RevisionReader
+from app.live import ClientState
+from app.rankings import RankingRefresher
 from app.served import ServedVersion
 from app.sighup import EARLY_SIGHUP
 from app.store import open_store
@@ -56,17 +58,36 @@ async def running(app: FastAPI) -> AsyncIterator[None]:
     reload on SIGHUP; close the database at the end."""
     store = await anyio.to_thread.run_sync(open_store, app.state.settings)
     app.state.store = store
-    app.state.revisions = RevisionReader(store.revisions)
+    app.state.states = CoalescedReader(store.states_of, missing=ClientState(0, None))
+    app.state.refresher = None
     try:
         if app.state.served is None:
             app.state.served = await anyio.to_thread.run_sync(ServedVersion.load, app.state.settings)
         metrics.serving(app.state.served.version)
         freeze_long_lived()
-        async with reload_on_sighup(app):
+        async with reload_on_sighup(app), refreshing_rankings(app):
             yield
         metrics.serving(None, previous=app.state.served.version)
     finally:
         store.close()
+
+
+@contextlib.asynccontextmanager
+async def refreshing_rankings(app: FastAPI) -> AsyncIterator[None]:
+    """While the app runs, keep its stored rankings current (unless WDREC_STORED_RANKINGS is off)."""
+    if not app.state.settings.stored_rankings:
+        yield
+        return
+    refresher = RankingRefresher(app.state.store, lambda: app.state.served)
+    task = asyncio.create_task(refresher.run())
+    app.state.refresher = refresher
+    try:
+        yield
+    finally:
+        app.state.refresher = None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def reload_served(app: FastAPI) -> Swap:
@@ -80,6 +101,8 @@ async def reload_served(app: FastAPI) -> Swap:
             logger.error("%s", error)
             raise error from exc
         app.state.served = new  # the one reference swap
+        if app.state.refresher is not None:
+            app.state.refresher.wake()
         metrics.serving(new.version, previous=old.version)
         freeze_long_lived()
     logger.info("reloaded: serving %s (was %s)", new.version, old.version)

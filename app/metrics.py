@@ -62,6 +62,24 @@ CACHE_LOOKUPS = Counter(
     registry=REGISTRY,
 )
 CACHE_HIT, CACHE_MISS = CACHE_LOOKUPS.labels("hit"), CACHE_LOOKUPS.labels("miss")
+STORED_LOOKUPS = Counter(
+    "wdrec_stored_ranking_lookups",
+    "GET /recommend look-ups of the client's stored ranking, by result (hit: current, so nothing computed)",
+    ["result"],
+    registry=REGISTRY,
+)
+STORED_HIT, STORED_MISS = STORED_LOOKUPS.labels("hit"), STORED_LOOKUPS.labels("miss")
+RANKINGS_STORED = Counter(
+    "wdrec_rankings_stored",
+    "Client rankings computed off the request path and stored (after a write, a reload, a new day)",
+    registry=REGISTRY,
+)
+RANKINGS_PENDING = Gauge(
+    "wdrec_rankings_pending",
+    "Clients whose stored ranking a worker is yet to refresh (summed over live workers)",
+    multiprocess_mode="livesum",
+    registry=REGISTRY,
+)
 
 
 def serving(version: str | None, previous: str | None = None) -> None:

@@ -29,7 +29,7 @@ from app.errors import (
     closest,
 )
 from app.filters import NO_FILTERS, Filters, LabelFilter, compile_filters
-from app.live import LiveClient, RecordedSession
+from app.live import LiveClient, RecordedSession, StoredRanking
 from app.lru import LruCache
 from app.products import MAX_PRODUCTS, ProductRanker, RankedProduct
 from training.artifacts import ArtifactSet, load_artifacts
@@ -360,16 +360,40 @@ class Recommender:
             self._filters.put(filters, checked)
         return checked
 
+    def scores(self, queries: Sequence[Query]) -> torch.Tensor:
+        """Every label's probability for each query [B, N], from one batched forward pass: the same bits
+        whatever else the batch holds (MIN_ROWS), unfiltered. An inference tensor."""
+        inputs = with_pad_rows(self.model_inputs(queries))
+        with torch.inference_mode():
+            return torch.sigmoid(self.artifacts.model(*inputs))[: len(queries)]
+
     def rank_batch(self, queries: Sequence[Query], k: int) -> BatchRanking:
         """The first k labels of each query from one batched forward pass, filtered labels left out before
         the top k."""
-        inputs = with_pad_rows(self.model_inputs(queries))
+        scores = self.scores(queries)
         with torch.inference_mode():  # scores is an inference tensor: updated in place only in this mode
-            scores = torch.sigmoid(self.artifacts.model(*inputs))[: len(queries)]
             _apply_filters(scores, queries)
         candidates = torch.isfinite(scores).sum(dim=1).tolist()
         indices = stable_topk(scores, k)  # ties to the lower label id, as in any batch and for any k
         return BatchRanking(scores.gather(1, indices), indices, candidates)
+
+    def stored_top(self, stored: StoredRanking, filters: Filters, k: int) -> TopK:
+        """The first k labels of a stored ranking (computed by `scores`, ordered by `stable_topk`) under
+        `filters`: those `top` ranks first for the query it was computed from with those filters (dropping
+        labels from a stable order leaves the rest in the order a stable sort of what is left gives)."""
+        label_filter = self.label_filter(filters)
+        order = (
+            stored.order
+            if label_filter is None
+            else stored.order[label_filter.kept(len(stored.scores), stored.bought)[stored.order]]
+        )
+        label_ids = order[:k]
+        return TopK(
+            stored.scores[label_ids].tolist(),
+            label_ids.tolist(),
+            frozenset(stored.bought.tolist()),
+            len(order),
+        )
 
     def top(self, queries: Sequence[Query]) -> list[TopK]:
         """The top-k of each query (`rank_batch`), each with the labels of its history."""
@@ -492,6 +516,11 @@ class Recommender:
     def knows(self, client_id: int) -> bool:
         """Whether the client table holds the client."""
         return client_id in self._row_of
+
+    @property
+    def client_ids(self) -> Sequence[int]:
+        """The client table's IDs, in table order."""
+        return self._client_ids
 
     def client_id_at(self, row: int) -> int:
         """The client ID in row `row` of the client table."""

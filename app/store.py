@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar
 
 import anyio.to_thread
+import numpy as np
 from sqlalchemy import (
     BindParameter,
     Connection,
@@ -38,13 +39,14 @@ from app.core.config import Settings
 from app.db.driver import DriverStatement, ids_in
 from app.db.engine import database_url, open_database, writing
 from app.db.group_commit import GroupCommit
-from app.db.tables import clients, sessions
+from app.db.tables import clients, rankings, sessions
 from app.errors import SessionConflictError, StoreUnavailableError
-from app.live import LiveClient, RecordedSession
+from app.live import ClientState, LiveClient, RecordedSession, StoredRanking
 
 logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
+StateKey = tuple[int, str | None, dt.date | None]  # client ID, model version (None: no ranking), date
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class _Statements:
     clients: DriverStatement  # ids: the clients rows of those recorded
     sessions: DriverStatement  # ids, until: their sessions dated until then, each client's oldest first
     newest_sessions: DriverStatement  # ids, until, newest: the same, each client's newest `newest` only
+    rankings: DriverStatement  # ids, version, as_of: the rankings stored for those
+    put_ranking: Executable  # a rankings row's columns: stored, replacing the client's previous one
 
     @classmethod
     def of(cls, dialect: Dialect) -> _Statements:
@@ -173,6 +177,30 @@ class _Statements:
                 dated.order_by(sessions.c.client_id, sessions.c.session_date, sessions.c.id), dialect
             ),
             newest_sessions=DriverStatement(_newest(dated), dialect),
+            rankings=DriverStatement(
+                select(
+                    rankings.c.client_id,
+                    rankings.c.revision,
+                    rankings.c.scores,
+                    rankings.c.order,
+                    rankings.c.bought,
+                ).where(
+                    ids_in(rankings.c.client_id, dialect),
+                    rankings.c.version == bindparam("version"),
+                    rankings.c.as_of == bindparam("as_of"),
+                ),
+                dialect,
+            ),
+            put_ranking=insert(rankings)
+            .values({column.name: bindparam(column.name) for column in rankings.columns})
+            .on_conflict_do_update(
+                index_elements=[rankings.c.client_id],
+                set_={
+                    column.name: bindparam(column.name)
+                    for column in rankings.columns
+                    if column.name != "client_id"
+                },
+            ),
         )
 
 
@@ -212,6 +240,61 @@ class SessionStore:
         with self.engine.connect() as connection:
             rows = self._statements.revisions.all(connection, {"ids": list(set(client_ids))})
             return {int(row.client_id): int(row.revision) for row in rows}
+
+    @_answering()
+    def states(
+        self, client_ids: Collection[int], *, version: str | None = None, as_of: dt.date | None = None
+    ) -> dict[int, ClientState]:
+        """Each client's revision and, given a model `version` and reference date `as_of`, its ranking stored
+        for them if it was computed at that revision (else None), from one read."""
+        ids = list(set(client_ids))
+        statements = self._statements
+        with self.engine.connect() as connection, connection.begin():
+            revisions = {
+                row.client_id: row.revision for row in statements.revisions.all(connection, {"ids": ids})
+            }
+            stored = (
+                statements.rankings.all(connection, {"ids": ids, "version": version, "as_of": as_of})
+                if version is not None
+                else []
+            )
+        states = {client_id: ClientState(revisions.get(client_id, 0), None) for client_id in ids}
+        for row in stored:
+            if row.revision == states[row.client_id].revision:
+                states[row.client_id] = ClientState(row.revision, _stored_ranking(row))
+        return states
+
+    def states_of(self, keys: Collection[StateKey]) -> dict[StateKey, ClientState]:
+        """`states` for keys of any versions and dates (those of concurrent requests), a read per pair."""
+        groups: dict[tuple[str | None, dt.date | None], list[int]] = {}
+        for client_id, version, as_of in keys:
+            groups.setdefault((version, as_of), []).append(client_id)
+        return {
+            (client_id, version, as_of): state
+            for (version, as_of), client_ids in groups.items()
+            for client_id, state in self.states(client_ids, version=version, as_of=as_of).items()
+        }
+
+    @_answering()
+    def put_rankings(
+        self, version: str, as_of: dt.date, computed: Sequence[tuple[int, int, StoredRanking]]
+    ) -> None:
+        """Store rankings of `version` as of `as_of`, each (client ID, the revision it was computed at, the
+        ranking), replacing each client's previous one, in one transaction."""
+        rows = [
+            {
+                "client_id": client_id,
+                "version": version,
+                "as_of": as_of,
+                "revision": revision,
+                "scores": np.ascontiguousarray(ranking.scores, dtype=np.float32).tobytes(),
+                "order": ranking.order.astype(StoredRanking.label_dtype(len(ranking.scores))).tobytes(),
+                "bought": ranking.bought.astype(StoredRanking.label_dtype(len(ranking.scores))).tobytes(),
+            }
+            for client_id, revision, ranking in computed
+        ]
+        if rows:
+            self._write(lambda connection: connection.execute(self._statements.put_ranking, rows))
 
     def client(self, client_id: int) -> LiveClient | None:
         """The client's recorded state (one consistent read), or None if nothing was recorded."""
@@ -301,6 +384,15 @@ class SessionStore:
             )
             live = _live_clients(rows, recorded)
         yield from live
+
+
+def _stored_ranking(row: Any) -> StoredRanking:
+    """A rankings row as a `StoredRanking` (views of its bytes)."""
+    scores = np.frombuffer(row.scores, dtype=np.float32)
+    label_dtype = StoredRanking.label_dtype(len(scores))
+    return StoredRanking(
+        scores, np.frombuffer(row.order, dtype=label_dtype), np.frombuffer(row.bought, dtype=label_dtype)
+    )
 
 
 def _newest(dated: Select[Any]) -> Select[Any]:

@@ -1,6 +1,6 @@
 """Benchmark: instructions per request through the app in process, counted by valgrind's callgrind.
 
-    .venv/bin/python -m bench.instructions [--scenarios write live-read read cached health] [--requests 800]
+    .venv/bin/python -m bench.instructions [--scenarios write live-read read ... health] [--requests 800]
 
 The host runs this machine at speeds up to 2x apart, so a change of a few percent in a request's cost is
 lost in the noise of any timing (bench.serve's rounds differ by +-15%). How many instructions a request
@@ -10,9 +10,12 @@ the same set-up, and the difference per request is what one request executes: th
 SQLite's and the model's, not the kernel's (fsync, sockets) nor HTTP parsing (no server runs). Compare two
 commits by running it at each. Needs Debian's `valgrind`. Writes results/instructions.json and .md.
 
-Scenarios: `write` (POST /clients/{id}/sessions, a new session each), `live-read` (GET /recommend with its
-response cache off, each client holding 10 recorded sessions), `read` (the same for clients with none),
-`cached` (GET /recommend answered from its response cache), `health` (GET /health).
+Scenarios: `write` (POST /clients/{id}/sessions, a new session each, with the refresh of the client's
+stored ranking it causes: the run waits for the refresher to be idle), `live-read` (GET /recommend with
+its response cache off, from the stored rankings, each client holding 10 recorded sessions), `read` (the
+same for clients with none), `live-read-computed` and `read-computed` (the same with stored rankings off:
+every ranking computed), `cached` (GET /recommend answered from its response cache), `health` (GET
+/health). Every run waits for the start-up refresh of the stored rankings before its warm-up.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any
 from bench import RESULTS, write_results
 from bench.serve import ensure_artifacts
 
-SCENARIOS = ("write", "live-read", "read", "cached", "health")
+SCENARIOS = ("write", "live-read", "read", "live-read-computed", "read-computed", "cached", "health")
 BASE = 16  # requests of the shorter run: one round of concurrent requests
 CONCURRENCY = 16  # requests in flight at once, as 32 connections over 2 workers give each worker
 CLIENTS = 256  # the clients a scenario cycles through (each read in a warm-up pass first)
@@ -54,12 +57,14 @@ def child(scenario: str, count: int, artifacts: Path, state: Path) -> None:
         state_dir=state,
         write_api_key=KEY,
         recommend_cache_size=10_000 if scenario == "cached" else 0,
+        stored_rankings=not scenario.endswith("-computed"),
     )
     asyncio.run(_requests(create_app(settings), scenario, count))
 
 
 async def _requests(app: Any, scenario: str, count: int) -> None:
     async with app.router.lifespan_context(app):
+        await _refreshed(app)
         recommender = app.state.served.recommender
         ids = [recommender.client_id_at(row) for row in range(min(CLIENTS, recommender.n_clients))]
         labels = recommender.vocab.labels
@@ -75,6 +80,13 @@ async def _requests(app: Any, scenario: str, count: int) -> None:
         else:
             requests = [("GET", f"/recommend/{ids[i % len(ids)]}?k=10", b"") for i in range(count)]
         await _run(app, requests)
+        await _refreshed(app)
+
+
+async def _refreshed(app: Any) -> None:
+    """Wait until the app's stored rankings are current (none to wait for when they are off)."""
+    if app.state.refresher is not None:
+        await app.state.refresher.idle()
 
 
 def _session(session_id: str, labels: Sequence[str], i: int) -> bytes:
@@ -156,11 +168,11 @@ def instructions(scenario: str, count: int, artifacts: Path, state: Path | None)
 
 def measure(scenario: str, requests: int, artifacts: Path, live_state: Path) -> dict[str, Any]:
     """Instructions per request of `scenario`: two runs, `BASE` and `BASE + requests` requests."""
-    state = live_state if scenario == "live-read" else None
+    state = live_state if scenario.startswith("live-read") else None
     short = instructions(scenario, BASE, artifacts, state)
     long = instructions(scenario, BASE + requests, artifacts, state)
     per_request = (long - short) / requests
-    print(f"{scenario:10s} {per_request / 1e6:7.3f} M instructions per request", flush=True)
+    print(f"{scenario:18s} {per_request / 1e6:7.3f} M instructions per request", flush=True)
     return {
         "scenario": scenario,
         "requests": requests,
@@ -190,9 +202,11 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|---|---:|",
     ]
     what = {
-        "write": "POST /clients/{id}/sessions, a new session each",
+        "write": "POST /clients/{id}/sessions, a new session each, and the refresh of its stored ranking",
         "live-read": f"GET /recommend, response cache off, clients with {RECORDED} recorded sessions",
         "read": "GET /recommend, response cache off, clients with none recorded",
+        "live-read-computed": "the same as live-read, stored rankings off: computed per request",
+        "read-computed": "the same as read, stored rankings off: computed per request",
         "cached": "GET /recommend from the response cache",
         "health": "GET /health",
     }
@@ -224,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         live_state = Path(tmp) / "live-state"
         live_state.mkdir()
-        if "live-read" in args.scenarios:
+        if any(scenario.startswith("live-read") for scenario in args.scenarios):
             prepare_state(artifacts, live_state)
         with ThreadPoolExecutor(args.jobs) as pool:
             rows = list(pool.map(lambda s: measure(s, args.requests, artifacts, live_state), args.scenarios))

@@ -19,13 +19,15 @@ Targets (2 cores, 32 connections): /recommend >= 60% of /health's throughput wit
 /score p99 <= 40 ms.
 
 Then live histories (wrk, 2 workers, when wrk is installed): a server with its response cache off
-(WDREC_RECOMMEND_CACHE_SIZE=0) and the write API on, over `--live-rounds` rounds of: /health; GET
-/recommend cycling through every client in a shuffled order (each request another client, every one
-computed); POST /clients/{id}/sessions, each a new session of a known client; and a mix of both, two wrk
+(WDREC_RECOMMEND_CACHE_SIZE=0), its stored rankings on and the write API on, over `--live-rounds` rounds
+of: /health; GET /recommend cycling through every client in a shuffled order (each request another client;
+answered from stored rankings once the refresher has caught up with the writes before, which is waited for
+and reported); POST /clients/{id}/sessions, each a new session of a known client; and a mix of both, two wrk
 processes at once with the connections split so that about 10% of the requests are writes (from the
 read and write latencies of a short first mix), reporting the reads' and the writes' figures apart. Targets:
 uncached /recommend >= 50% of /health's throughput with p99 <= 25 ms; write p99 <= 25 ms; reads' p99 in
-the mix <= 25 ms. Writes results/serve.json and results/serve.md.
+the mix <= 25 ms. Then one round of the same with stored rankings off (every /recommend computed), for
+reference. Writes results/serve.json and results/serve.md.
 """
 
 from __future__ import annotations
@@ -322,21 +324,28 @@ def environment(**variables: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def live_run(artifacts: Path, *, seconds: float, rounds: int, connections: int) -> dict[str, Any]:
-    """The live-history figures of a 2-worker server with its response cache off and the write API on:
-    each route's best round, the mix's too (by its reads' throughput)."""
+def live_run(
+    artifacts: Path, *, seconds: float, rounds: int, connections: int, stored: bool = True
+) -> dict[str, Any]:
+    """The live-history figures of a 2-worker server with its response cache off and the write API on
+    (and its stored rankings, unless `stored` is False): each route's best round, the mix's too (by its
+    reads' throughput)."""
     log = RESULTS / "tmp" / "serve-live.log"
+    variables = {"WDREC_RECOMMEND_CACHE_SIZE": "0", "WDREC_WRITE_API_KEY": WRITE_KEY}
     with (
         tempfile.TemporaryDirectory(prefix="serve-state-", dir=RESULTS / "tmp") as state,
-        environment(WDREC_RECOMMEND_CACHE_SIZE="0", WDREC_WRITE_API_KEY=WRITE_KEY, WDREC_STATE_DIR=state),
+        environment(**variables, WDREC_STATE_DIR=state, WDREC_STORED_RANKINGS=str(stored).lower()),
         running_server(artifacts, log, workers=2) as server,
     ):  # a database of its own: the sessions it records would change other runs' rankings
+        start_refresh = refreshed(server.url)
         client_ids = all_client_ids(server.url)
         random.Random(0).shuffle(client_ids)
         labels = [x["name"] for g in httpx.get(f"{server.url}/labels").json()["groups"] for x in g["labels"]]
         reads: list[Request] = [("GET", f"/recommend/{client_id}?k=10", None) for client_id in client_ids]
         uvloop.run(hammer(server.url, reads, seconds=WARM_UP_MAX_SECONDS, connections=connections, once=True))
         best: dict[str, RouteResult] = {}
+        catch_up: list[float] = []
+        stored_reads: dict[str, list[int]] = {}
         for number in range(rounds):
             figures = live_round(
                 server,
@@ -346,6 +355,8 @@ def live_run(artifacts: Path, *, seconds: float, rounds: int, connections: int) 
                 prefix=f"bench-{time.time_ns()}-{number}",
                 seconds=seconds,
                 connections=connections,
+                catch_up=catch_up,
+                stored_reads=stored_reads,
             )
             for route, result in figures.items():
                 print(f"  live {route:<24} {result.throughput_rps:8.1f} req/s  p50 {result.p50_ms:7.2f} ms  "
@@ -361,7 +372,33 @@ def live_run(artifacts: Path, *, seconds: float, rounds: int, connections: int) 
                     figures["mix: /recommend"],
                     figures["mix: sessions"],
                 )
-    return live_summary(best)
+    refresh = {"start_seconds": start_refresh, "after_writes_seconds": catch_up, "stored_reads": stored_reads}
+    return {**live_summary(best), "stored_rankings": stored, "refresh": refresh}
+
+
+def metric(url: str, name: str) -> float:
+    """The value of a metric without labels, or of one labelled sample (`name{...}`), 0 if absent."""
+    text = httpx.get(f"{url}/metrics").text
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def refreshed(url: str, timeout: float = 600.0) -> float:
+    """Wait until no worker has stored rankings left to refresh; the seconds waited."""
+    start = time.monotonic()
+    while metric(url, "wdrec_rankings_pending") > 0:
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("the stored rankings were not refreshed in time")
+        time.sleep(0.05)
+    return round(time.monotonic() - start, 2)
+
+
+def stored_lookups(url: str) -> tuple[float, float]:
+    """GET /recommend's stored-ranking hits and misses so far."""
+    name = "wdrec_stored_ranking_lookups_total"
+    return metric(url, f'{name}{{result="hit"}}'), metric(url, f'{name}{{result="miss"}}')
 
 
 def live_round(
@@ -373,8 +410,12 @@ def live_round(
     prefix: str,
     seconds: float,
     connections: int,
+    catch_up: list[float],
+    stored_reads: dict[str, list[int]],
 ) -> dict[str, RouteResult]:
-    """One round: /health, uncached /recommend, session writes, then the mix."""
+    """One round: /health, uncached /recommend, session writes, then the mix. Appends to `catch_up` how long
+    the stored rankings took to be current after the writes (the reads start then), and to `stored_reads`
+    the stored-ranking hits and misses of the uncached reads and of the mix."""
     url, pid = server.url, server.process.pid
     load = {"seconds": seconds, "connections": connections}
     figures: dict[str, RouteResult] = {}
@@ -384,9 +425,14 @@ def live_round(
         "POST sessions": writes_script(client_ids, labels, prefix=f"{prefix}-w"),
     }
     for route, script in scripts.items():
+        lookups = stored_lookups(url)
         cpu = server_cpu_seconds(pid)
         done = run_wrk(url, script, **load)
         figures[route] = route_result(route, done, server_cpu_seconds(pid) - cpu)
+        if route == "POST sessions":
+            catch_up.append(refreshed(url))
+        elif route.startswith("/recommend"):
+            _count_lookups(stored_reads, route, lookups, stored_lookups(url))
     writers = writer_connections(
         figures["/recommend (uncached)"].p50_ms, figures["POST sessions"].p50_ms, connections
     )
@@ -395,14 +441,26 @@ def live_round(
     mix = partial(run_mix, url, scripts["/recommend (uncached)"], client_ids, labels, connections=connections)
     trial = mix(prefix=f"{prefix}-c", seconds=CALIBRATION_SECONDS, writers=writers)
     writers = writer_connections(trial["mix: /recommend"].p50_ms, trial["mix: sessions"].p50_ms, connections)
+    refreshed(url)
+    lookups = stored_lookups(url)
     cpu = server_cpu_seconds(pid)
     mixed = mix(prefix=f"{prefix}-m", seconds=seconds, writers=writers)
     cpu = server_cpu_seconds(pid) - cpu
+    _count_lookups(stored_reads, "mix: /recommend", lookups, stored_lookups(url))
     total = sum(done.requests + done.errors for done in mixed.values())
     for route, done in mixed.items():
         # The mix's server CPU is shared out by requests: it cannot be told apart per route.
         figures[route] = route_result(route, done, cpu * (done.requests + done.errors) / max(total, 1))
     return figures
+
+
+def _count_lookups(
+    counts: dict[str, list[int]], route: str, before: tuple[float, float], after: tuple[float, float]
+) -> None:
+    """Add a route's stored-ranking hits and misses between `before` and `after` to `counts[route]`."""
+    total = counts.setdefault(route, [0, 0])
+    total[0] += int(after[0] - before[0])
+    total[1] += int(after[1] - before[1])
 
 
 def writer_connections(read_ms: float, write_ms: float, connections: int) -> int:
@@ -507,13 +565,14 @@ def run(
         "n_clients": model["n_clients"],
         "hidden": model["config"]["model"]["hidden"],
     }
-    live = (
-        live_run(artifacts, seconds=seconds, rounds=live_rounds, connections=connections)
-        if live_rounds and "wrk" in loaders
-        else None
-    )
+    live: dict[str, Any] = {}
+    if live_rounds and "wrk" in loaders:
+        load = {"seconds": seconds, "connections": connections}
+        live["live"] = live_run(artifacts, rounds=live_rounds, **load)
+        # The same without stored rankings, every /recommend computed: one round, for reference.
+        live["live_computed"] = live_run(artifacts, rounds=1, stored=False, **load)
     setup["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
-    return {"setup": setup, "workers": results, **({"live": live} if live else {})}
+    return {"setup": setup, "workers": results, **live}
 
 
 def best_rounds(
@@ -574,6 +633,8 @@ def markdown(result: dict[str, Any]) -> str:
             ]
     if "live" in result:
         lines += live_markdown(result["live"], setup)
+    if "live_computed" in result:
+        lines += live_markdown(result["live_computed"], setup)
     return "\n".join(lines) + "\n"
 
 
@@ -591,16 +652,36 @@ def route_table(routes: dict[str, Any]) -> list[str]:
 
 
 def live_markdown(live: dict[str, Any], setup: dict[str, Any]) -> list[str]:
-    routes = live["routes"]
+    routes, refresh = live["routes"], live["refresh"]
+    if live["stored_rankings"]:
+        title = "stored rankings on (the default)"
+        how = (
+            "GET /recommend answers from the client's stored ranking where it is current and computes it "
+            "otherwise (the recorded sessions read, the history vector, the forward pass); each worker "
+            "refreshes the rankings its writes made stale, off the request path. The uncached reads and the "
+            "mix start once no ranking is left to refresh: "
+            f"{refresh['start_seconds']:.1f} s after start-up, "
+            + ", ".join(f"{seconds:.1f} s" for seconds in refresh["after_writes_seconds"])
+            + " after each round's writes. Stored-ranking hits / misses: "
+            + "; ".join(
+                f"{route} {hit:,} / {miss:,}" for route, (hit, miss) in refresh["stored_reads"].items()
+            )
+            + "."
+        )
+    else:
+        title = "stored rankings off (`WDREC_STORED_RANKINGS=false`), for reference"
+        how = (
+            "Every GET /recommend computed: the client's recorded sessions read from the database, its "
+            "history vector, the forward pass."
+        )
     return [
         "",
-        "## Live histories: response cache off, writes on (2 worker processes, load from wrk)",
+        f"## Live histories: response cache off, writes on, {title} (2 worker processes, load from wrk)",
         "",
-        "`WDREC_RECOMMEND_CACHE_SIZE=0` (every /recommend computed: the client's recorded sessions read "
-        "from the database, its history vector, the forward pass) and the write API on, SQLite in WAL "
-        f"mode with synchronous=FULL. /recommend cycles through all {setup['n_clients']} clients in a "
-        "shuffled order, so each request is another client; each write records a new session of a known "
-        "client. The mix runs two wrk processes at once, their connections split so that "
+        "`WDREC_RECOMMEND_CACHE_SIZE=0` and the write API on, SQLite in WAL mode with synchronous=FULL. "
+        f"{how} /recommend cycles through all {setup['n_clients']} clients in a shuffled order, so each "
+        "request is another client; each write records a new session of a known client. The mix runs two "
+        "wrk processes at once, their connections split so that "
         f"{live['mix_write_share']:.1%} of its requests were writes. Best of the rounds per route (the mix "
         "by its reads' throughput); ratios against /health measured in the same rounds, on the same "
         "server.",

@@ -13,12 +13,14 @@ from fastapi import Depends, Request, Security
 
 from app.api.auth import WRITE_KEY, check_key
 from app.batching import BatchScorer
+from app.coalesced import CoalescedReader
 from app.core.config import Settings
 from app.errors import NotReadyError
+from app.live import ClientState
+from app.rankings import RankingRefresher
 from app.recommender import Recommender
-from app.revisions import RevisionReader
 from app.served import ServedVersion
-from app.store import SessionStore
+from app.store import SessionStore, StateKey
 
 
 async def get_served(request: Request) -> ServedVersion:
@@ -43,7 +45,8 @@ class Service:
     scorer: BatchScorer
     settings: Settings
     store: SessionStore  # the recorded clients
-    revisions: RevisionReader  # their revisions, for the response cache
+    states: CoalescedReader[StateKey, ClientState]  # their revisions and stored rankings
+    refresher: RankingRefresher | None  # None: stored rankings are off
 
     @property
     def recommender(self) -> Recommender:
@@ -53,7 +56,9 @@ class Service:
 async def get_service(request: Request) -> Service:
     """The served version with the app's scorer, settings and database; 503 while none is loaded."""
     state = request.app.state
-    return Service(await get_served(request), state.scorer, state.settings, state.store, state.revisions)
+    return Service(
+        await get_served(request), state.scorer, state.settings, state.store, state.states, state.refresher
+    )
 
 
 async def get_writer(request: Request, key: Annotated[str | None, Security(WRITE_KEY)]) -> Service:

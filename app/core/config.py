@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     max_history_len: int = Field(default=50, ge=1)  # sessions in POST /score's history
     # GET /recommend bodies kept per loaded version, each valid while its client's revision is current.
     recommend_cache_size: int = Field(default=10_000, ge=0)
+    # Each client's ranking computed after its writes, a reload and at midnight, and stored in the database:
+    # GET /recommend answers from it while current instead of computing (app/rankings.py).
+    stored_rankings: bool = True
     # Scoring threads per process, each running one batch at a time on one torch thread, so concurrent
     # requests queue (and batch) instead of oversubscribing the CPU. 0: the cores per worker process (2 for
     # one process on 2 cores; 1 for two, where a second thread per process only fought for its GIL:

@@ -1,16 +1,19 @@
 """Clients: the training data's clients and what was recorded for them since.
 
 The read routes always exist; the write routes (`write_router`) only when WDREC_WRITE_API_KEY is set, each
-answering only after its write is durable. Handlers that touch the database are plain `def` (FastAPI runs
-them on its thread pool, off the event loop), except the session write, which waits for its commit on the
-event loop (`SessionStore.record_session_async`).
+answering only after its write is durable, then marking the client's stored ranking stale (app/rankings.py)
+on the event loop. The read handlers that touch the database are plain `def` (FastAPI runs them on its
+thread pool, off the event loop); the session write waits for its commit on the event loop
+(`SessionStore.record_session_async`), the demographics write on a worker thread.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Response
 
 from app.api.deps import RecommenderDep, ServiceDep, WriterDep
@@ -122,14 +125,18 @@ def client(client_id: ClientId, service: ServiceDep) -> ClientDetail:
     summary="Set a client's gender and age",
     responses=error_responses(400, 401, 413, 422, 503),
 )
-def set_demographics(client_id: ClientId, body: DemographicsIn, service: WriterDep) -> ClientDetail:
+async def set_demographics(client_id: ClientId, body: DemographicsIn, service: WriterDep) -> ClientDetail:
     """Record the client's gender and age, checked against the model's vocabulary; they override the
     training data's from the next request on (null: not set, the training data's holds). Answers once
     stored durably."""
     recommender, store = service.recommender, service.store
     recommender.demographic_codes(body.gender, body.age)
-    store.set_demographics(client_id, gender=body.gender, age=body.age)
-    return client_detail(recommender, client_id, store.client(client_id))
+    await anyio.to_thread.run_sync(
+        partial(store.set_demographics, client_id, gender=body.gender, age=body.age)
+    )
+    if service.refresher is not None:
+        service.refresher.changed(client_id)
+    return client_detail(recommender, client_id, await anyio.to_thread.run_sync(store.client, client_id))
 
 
 @write_router.post(
@@ -151,6 +158,8 @@ async def record_session(client_id: ClientId, body: SessionIn, service: WriterDe
     stored, created = await service.store.record_session_async(client_id, new)
     if created:
         SESSIONS_WRITTEN.inc()
+        if service.refresher is not None:
+            service.refresher.changed(client_id)
     # Serialised here by pydantic in one call: FastAPI would validate the returned model again first.
     body_out = session_out(recommender, stored).model_dump_json()
     return Response(body_out, status_code=201 if created else 200, media_type="application/json")

@@ -22,6 +22,7 @@ from app.api.routes.clients import ClientId
 from app.errors import InvalidQueryError
 from app.explain import LabelExplanation, explain_rankings, utc_today
 from app.filters import Filters
+from app.metrics import STORED_HIT, STORED_MISS
 from app.products import RankedProduct
 from app.recommender import Query as RankingQuery
 from app.recommender import Recommender, ScoredLabel
@@ -117,12 +118,24 @@ async def recommend(
     # An explanation's "last bought N days ago" counts to the reference date, part of the key.
     key = (client_id, k, filters, products, query.exclude_bought_products, explain, today)
     body = None
-    if served.caching:  # the revision read only decides whether a cached body is current
-        body = served.cached_body(key, await service.revisions.revision(client_id))
+    # A stored ranking holds labels and scores: products and explanations are computed with the history.
+    stored = service.refresher is not None and not products and not explain
+    state = None
+    if served.caching or stored:  # one read: the client's revision, and its stored ranking if current
+        state = await service.states.read((client_id, served.version if stored else None, today))
+        if served.caching:
+            body = served.cached_body(key, state.revision)
     if body is None:
         recommender = served.recommender
         recommender.check_k(k)
-        entry, live = await service.scorer.client(recommender, service.store, client_id, filters, today)
+        if state is not None and state.ranking is not None:
+            STORED_HIT.inc()
+            entry, live, revision = recommender.stored_top(state.ranking, filters, k), None, state.revision
+        else:
+            if stored:
+                STORED_MISS.inc()
+            entry, live = await service.scorer.client(recommender, service.store, client_id, filters, today)
+            revision = live.revision if live is not None else 0  # what the ranking was computed at
         items = recommender.ranked(entry, k)
         lists = (
             recommender.label_products(
@@ -155,7 +168,8 @@ async def recommend(
             as_of=today,
         )
         body = response.model_dump_json().encode()
-        served.keep_body(key, live.revision if live is not None else 0, body)
+        if served.caching:
+            served.keep_body(key, revision, body)
     return Response(body, media_type="application/json")
 
 

@@ -1,4 +1,4 @@
-"""Revision reads of concurrent requests coalesced into one query, against a real SQLite store."""
+"""Reads of concurrent requests coalesced into one query (here revisions), against a real SQLite store."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import URL
 
+from app.coalesced import CoalescedReader
 from app.db.engine import open_database
 from app.errors import StoreUnavailableError
-from app.revisions import RevisionReader
 from app.store import NewSession, SessionStore
 
 SESSION = NewSession("s1", dt.date(2026, 11, 30), ("여성샴푸",), None)
@@ -48,10 +48,10 @@ def test_requests_arriving_during_a_read_share_the_next_one(store: SessionStore)
     reads = CountingReads(store)
 
     async def run() -> list[int]:
-        reader = RevisionReader(reads)
-        first = asyncio.create_task(reader.revision(1))
+        reader = CoalescedReader(reads, missing=0)
+        first = asyncio.create_task(reader.read(1))
         await asyncio.sleep(0.05)  # the first read has started, and waits
-        later = [asyncio.create_task(reader.revision(client_id)) for client_id in (2, 3, 2)]
+        later = [asyncio.create_task(reader.read(client_id)) for client_id in (2, 3, 2)]
         await asyncio.sleep(0.05)
         reads.release.set()
         return [await first, *[await task for task in later]]
@@ -64,11 +64,11 @@ def test_a_write_acknowledged_before_a_request_is_seen_by_it(store: SessionStore
     reads = CountingReads(store)
 
     async def run() -> tuple[int, int]:
-        reader = RevisionReader(reads)
-        first = asyncio.create_task(reader.revision(5))
+        reader = CoalescedReader(reads, missing=0)
+        first = asyncio.create_task(reader.read(5))
         await asyncio.sleep(0.05)  # a read of client 5 is running ...
         store.record_session(5, SESSION)  # ... when a write to it is acknowledged
-        second = asyncio.create_task(reader.revision(5))  # a request sent after the acknowledgement
+        second = asyncio.create_task(reader.read(5))  # a request sent after the acknowledgement
         await asyncio.sleep(0.05)
         reads.release.set()
         return await first, await second
@@ -88,9 +88,9 @@ def test_a_failed_read_fails_its_requests_and_the_next_read_runs(store: SessionS
         return store.revisions(client_ids)
 
     async def run() -> int:
-        reader = RevisionReader(flaky)
+        reader = CoalescedReader(flaky, missing=0)
         with pytest.raises(StoreUnavailableError):
-            await reader.revision(1)
-        return await reader.revision(1)
+            await reader.read(1)
+        return await reader.read(1)
 
     assert asyncio.run(run()) == 0

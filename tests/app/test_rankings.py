@@ -1,0 +1,212 @@
+"""Rankings computed off the request path and stored: the same answers as computed ones, never stale.
+
+Two apps share one database (SQLite and PostgreSQL): one answers from stored rankings, the other (stored
+rankings and its cache off) computes every answer; their bodies must be equal byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app import rankings
+from app.core.config import Settings
+from app.live import StoredRanking
+from app.main import create_app
+from app.metrics import STORED_HIT, STORED_MISS
+from app.rankings import RankingRefresher
+from app.served import ServedVersion
+from app.store import NewSession, SessionStore, open_store
+from tests.app.api.routes.test_clients import KEY, NEW_CLIENT, TODAY, post_session, session_body, unbought
+from training.artifacts import ArtifactSet
+
+pytestmark = pytest.mark.slow  # needs the session's trained artifacts
+
+QUERIES = [
+    "k=10",
+    "k=1",
+    "k=100",
+    "k=10&exclude_bought=true",
+    "k=5&clac1={clac1}",
+    "k=10&exclude={label}",
+]
+
+
+@pytest.fixture
+def apps(tiny_artifacts: Path, database_url: str) -> Iterator[tuple[TestClient, TestClient]]:
+    """(an app answering from stored rankings, an app computing every answer) over one database."""
+    common = {"artifacts_dir": tiny_artifacts, "write_api_key": KEY, "database_url": database_url}
+    stored = Settings(**common, recommend_cache_size=0)
+    computed = Settings(**common, recommend_cache_size=0, stored_rankings=False)
+    with TestClient(create_app(stored)) as with_stored, TestClient(create_app(computed)) as without:
+        yield with_stored, without
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def stored_now(app: TestClient, client_ids: list[int]) -> bool:
+    """Whether the app's database holds a current ranking of each client for its version and today."""
+    state = app.app.state  # type: ignore[attr-defined]
+    states = state.store.states(client_ids, version=state.served.version, as_of=TODAY)
+    return all(states[client_id].ranking is not None for client_id in client_ids)
+
+
+def queries(artifacts: ArtifactSet) -> list[str]:
+    vocab = artifacts.vocab
+    return [q.format(clac1=vocab.clac1[vocab.label_clac1[3]], label=vocab.labels[3]) for q in QUERIES]
+
+
+def test_stored_rankings_answer_as_computed_ones_for_every_query(
+    apps: tuple[TestClient, TestClient], artifacts: ArtifactSet
+) -> None:
+    with_stored, without = apps
+    client_ids = [int(c) for c in artifacts.clients["CLNT_ID"].to_list()[:8]]
+    wait_until(lambda: stored_now(with_stored, client_ids))  # every client's, refreshed at start-up
+    hits = STORED_HIT._value.get()
+    for client_id in client_ids:
+        for query in queries(artifacts):
+            url = f"/recommend/{client_id}?{query}"
+            answer = with_stored.get(url)
+            assert answer.status_code == 200, answer.text
+            assert answer.content == without.get(url).content, url
+    assert STORED_HIT._value.get() - hits == len(client_ids) * len(QUERIES)  # none was computed
+
+
+def test_a_write_is_seen_by_the_next_read_then_its_refreshed_ranking_is_stored(
+    apps: tuple[TestClient, TestClient], artifacts: ArtifactSet, known_client: int
+) -> None:
+    with_stored, without = apps
+    wait_until(lambda: stored_now(with_stored, [known_client]))
+    url = f"/recommend/{known_client}?k=10"
+    before = with_stored.get(url).content
+    assert (
+        post_session(with_stored, known_client, session_body(unbought(artifacts, known_client))).status_code
+        == 201
+    )
+    after = with_stored.get(url).content  # refreshed already or not: never the stale ranking
+    assert after == without.get(url).content != before
+    wait_until(lambda: stored_now(with_stored, [known_client]))  # the write's refresh
+    hits = STORED_HIT._value.get()
+    assert with_stored.get(url).content == after
+    assert STORED_HIT._value.get() == hits + 1
+
+
+def test_a_write_through_another_app_is_seen_though_this_one_holds_a_stored_ranking(
+    apps: tuple[TestClient, TestClient], artifacts: ArtifactSet, known_client: int
+) -> None:
+    with_stored, without = apps  # `without` stands for another replica, which refreshes nothing
+    wait_until(lambda: stored_now(with_stored, [known_client]))
+    url = f"/recommend/{known_client}?k=10"
+    before = with_stored.get(url).content
+    assert (
+        post_session(without, known_client, session_body(unbought(artifacts, known_client))).status_code
+        == 201
+    )
+    misses = STORED_MISS._value.get()
+    assert with_stored.get(url).content == without.get(url).content != before
+    assert STORED_MISS._value.get() == misses + 1  # its stored ranking has the old revision: computed
+
+
+def test_a_new_client_gets_a_stored_ranking_once_it_has_sessions(
+    apps: tuple[TestClient, TestClient], artifacts: ArtifactSet
+) -> None:
+    with_stored, without = apps
+    url = f"/recommend/{NEW_CLIENT}?k=10"
+    assert with_stored.get(url).status_code == 404
+    labels = artifacts.vocab.labels[:3]
+    assert post_session(with_stored, NEW_CLIENT, session_body(list(labels))).status_code == 201
+    wait_until(lambda: stored_now(with_stored, [NEW_CLIENT]))
+    answer = with_stored.get(url)
+    assert answer.status_code == 200 and answer.content == without.get(url).content
+
+
+def test_products_and_explanations_are_computed_with_the_history(
+    apps: tuple[TestClient, TestClient], known_client: int
+) -> None:
+    with_stored, without = apps
+    wait_until(lambda: stored_now(with_stored, [known_client]))
+    hits, misses = STORED_HIT._value.get(), STORED_MISS._value.get()
+    for query in ("explain=true", "products=2"):
+        url = f"/recommend/{known_client}?k=5&{query}"
+        assert with_stored.get(url).content == without.get(url).content
+    assert (STORED_HIT._value.get(), STORED_MISS._value.get()) == (hits, misses)
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[SessionStore]:
+    opened = open_store(Settings(database_url=database_url))
+    yield opened
+    opened.close()
+
+
+def test_a_stored_ranking_is_current_only_for_its_version_date_and_revision(store: SessionStore) -> None:
+    scores = np.array([0.25, 0.5, 0.125], dtype=np.float32)
+    order = np.array([1, 0, 2])
+
+    def ranking(*bought: int) -> StoredRanking:
+        return StoredRanking(scores, order, np.array(bought, dtype=np.int64))
+
+    store.record_session(7, NewSession("s1", TODAY, ("a",), None))  # client 7 at revision 1
+    store.put_rankings("v1", TODAY, [(7, 1, ranking(2)), (8, 0, ranking())])
+    states = store.states([7, 8, 9], version="v1", as_of=TODAY)
+    assert states[7].revision == 1 and states[9] == (0, None)
+    for client_id, bought in ((7, [2]), (8, [])):
+        stored = states[client_id].ranking
+        assert stored is not None and stored.bought.tolist() == bought and stored.order.tolist() == [1, 0, 2]
+        assert stored.scores.tobytes() == scores.tobytes()  # bit for bit
+    assert store.states([7], version="v2", as_of=TODAY)[7].ranking is None
+    assert store.states([7], version="v1", as_of=TODAY - dt.timedelta(days=1))[7].ranking is None
+    assert store.states([7])[7] == (1, None)  # no version: the revision only
+    store.record_session(7, NewSession("s2", TODAY, ("b",), None))
+    assert store.states([7], version="v1", as_of=TODAY)[7] == (2, None)  # a write made it stale
+    store.put_rankings("v1", TODAY, [(7, 2, StoredRanking(scores[::-1], order[::-1], np.array([0])))])
+    replaced = store.states([7], version="v1", as_of=TODAY)[7].ranking  # replaced the first
+    assert replaced is not None and replaced.scores.tolist() == [0.125, 0.5, 0.25]
+    assert replaced.order.tolist() == [2, 0, 1] and replaced.bought.tolist() == [0]
+
+
+def test_label_ids_take_two_bytes_while_the_vocabulary_allows() -> None:
+    assert StoredRanking.label_dtype(3) is np.uint16 and StoredRanking.label_dtype(1 << 16) is np.uint16
+    assert StoredRanking.label_dtype((1 << 16) + 1) is np.int32
+
+
+def test_a_new_day_refreshes_every_clients_ranking(
+    tiny_artifacts: Path, store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served = ServedVersion.load(Settings(artifacts_dir=tiny_artifacts))
+    recommender = served.recommender
+    client_ids = [recommender.client_id_at(row) for row in range(recommender.n_clients)]
+    day = [TODAY - dt.timedelta(days=1)]
+    monkeypatch.setattr(rankings, "utc_today", lambda: day[0])
+
+    async def run() -> None:
+        refresher = RankingRefresher(store, lambda: served)
+        task = asyncio.create_task(refresher.run())
+        for today in (day[0], TODAY):
+            day[0] = today
+            refresher.wake()
+            while not all(
+                state.ranking is not None
+                for state in store.states(client_ids, version=served.version, as_of=today).values()
+            ):
+                await asyncio.sleep(0.02)
+        task.cancel()
+
+    asyncio.run(asyncio.wait_for(run(), 60))
+    query = recommender.client_query(client_ids[0], today=TODAY)
+    stored = store.states([client_ids[0]], version=served.version, as_of=TODAY)[client_ids[0]].ranking
+    assert stored is not None
+    assert stored.scores.tobytes() == recommender.scores([query]).numpy()[0].tobytes()
+    assert stored.order[:10].tolist() == recommender.top([query])[0].label_ids[:10]
