@@ -121,10 +121,11 @@ async def recommend(
     # A stored ranking holds labels and scores: products and explanations are computed with the history.
     stored = service.refresher is not None and not products and not explain
     state = None
-    if served.caching or stored:  # one read: the client's revision, and its stored ranking if current
-        state = await service.states.read((client_id, served.version if stored else None, today))
-        if served.caching:
-            body = served.cached_body(key, state.revision)
+    if served.caching:  # the client's revision decides whether a cached body is current
+        state = await service.states.read((client_id, None, today))
+        body = served.cached_body(key, state.revision)
+    if body is None and stored:  # the client's revision and its stored ranking if current, in one read
+        state = await service.states.read((client_id, served.version, today))
     if body is None:
         recommender = served.recommender
         recommender.check_k(k)
