@@ -39,7 +39,7 @@ from training.topk import stable_topk
 logger = logging.getLogger(__name__)
 
 CHUNK = 16  # clients scored in one forward pass and stored in one transaction
-SETTLE_SECONDS = 0.05  # after a wake-up: writes arriving together are refreshed in one pass
+SETTLE_SECONDS = 0.05  # before a pass of fewer than CHUNK written clients: those arriving meanwhile join it
 RETRY_SECONDS = 1.0  # after a failed pass (its clients are computed per request meanwhile)
 
 
@@ -123,7 +123,8 @@ class RankingRefresher:
             if not self._pending and self._swept == len(self._sweep):
                 await self._sleep(_seconds_to_midnight())
                 continue
-            await asyncio.sleep(SETTLE_SECONDS)
+            if 0 < len(self._pending) < CHUNK:  # writes arriving together share a pass; sweeps do not wait
+                await asyncio.sleep(SETTLE_SECONDS)
             chunk = self._next_chunk()
             self._in_flight = len(chunk)
             try:
