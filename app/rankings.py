@@ -39,7 +39,9 @@ from training.topk import stable_topk
 logger = logging.getLogger(__name__)
 
 CHUNK = 16  # clients scored in one forward pass and stored in one transaction
-SETTLE_SECONDS = 0.05  # before a pass of fewer than CHUNK written clients: those arriving meanwhile join it
+# Before a pass of written clients: those written meanwhile join it, and a flood of writes is refreshed at
+# most CHUNK clients per SETTLE_SECONDS and pass per process (each client once however often it is written).
+SETTLE_SECONDS = 0.05
 RETRY_SECONDS = 1.0  # after a failed pass (its clients are computed per request meanwhile)
 
 
@@ -123,7 +125,7 @@ class RankingRefresher:
             if not self._pending and self._swept == len(self._sweep):
                 await self._sleep(_seconds_to_midnight())
                 continue
-            if 0 < len(self._pending) < CHUNK:  # writes arriving together share a pass; sweeps do not wait
+            if self._pending:  # writes arriving meanwhile share the pass, which also paces it; sweeps go on
                 await asyncio.sleep(SETTLE_SECONDS)
             chunk = self._next_chunk()
             self._in_flight = len(chunk)
