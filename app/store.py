@@ -287,9 +287,7 @@ class SessionStore:
                 "version": version,
                 "as_of": as_of,
                 "revision": revision,
-                "scores": np.ascontiguousarray(ranking.scores, dtype=np.float32).tobytes(),
-                "order": ranking.order.astype(StoredRanking.label_dtype(len(ranking.scores))).tobytes(),
-                "bought": ranking.bought.astype(StoredRanking.label_dtype(len(ranking.scores))).tobytes(),
+                **_ranking_bytes(ranking),
             }
             for client_id, revision, ranking in computed
         ]
@@ -384,6 +382,16 @@ class SessionStore:
             )
             live = _live_clients(rows, recorded)
         yield from live
+
+
+def _ranking_bytes(ranking: StoredRanking) -> dict[str, bytes]:
+    """A `StoredRanking`'s columns of a rankings row (what `_stored_ranking` reads back)."""
+    label_dtype = StoredRanking.label_dtype(len(ranking.scores))
+    return {
+        "scores": np.ascontiguousarray(ranking.scores, dtype=np.float32).tobytes(),
+        "order": ranking.order.astype(label_dtype).tobytes(),
+        "bought": ranking.bought.astype(label_dtype).tobytes(),
+    }
 
 
 def _stored_ranking(row: Any) -> StoredRanking:

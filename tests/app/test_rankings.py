@@ -84,17 +84,24 @@ def test_stored_rankings_answer_as_computed_ones_for_every_query(
     assert STORED_HIT._value.get() - hits == len(client_ids) * len(QUERIES)  # none was computed
 
 
+def stored_then_written(
+    with_stored: TestClient, writer: TestClient, artifacts: ArtifactSet, client_id: int
+) -> tuple[str, bytes]:
+    """Once the client's ranking is stored, its answer, then a session written through `writer`: (the URL
+    read, the answer before the write)."""
+    wait_until(lambda: stored_now(with_stored, [client_id]))
+    url = f"/recommend/{client_id}?k=10"
+    before = with_stored.get(url).content
+    written = post_session(writer, client_id, session_body(unbought(artifacts, client_id)))
+    assert written.status_code == 201
+    return url, before
+
+
 def test_a_write_is_seen_by_the_next_read_then_its_refreshed_ranking_is_stored(
     apps: tuple[TestClient, TestClient], artifacts: ArtifactSet, known_client: int
 ) -> None:
     with_stored, without = apps
-    wait_until(lambda: stored_now(with_stored, [known_client]))
-    url = f"/recommend/{known_client}?k=10"
-    before = with_stored.get(url).content
-    assert (
-        post_session(with_stored, known_client, session_body(unbought(artifacts, known_client))).status_code
-        == 201
-    )
+    url, before = stored_then_written(with_stored, with_stored, artifacts, known_client)
     after = with_stored.get(url).content  # refreshed already or not: never the stale ranking
     assert after == without.get(url).content != before
     wait_until(lambda: stored_now(with_stored, [known_client]))  # the write's refresh
@@ -107,13 +114,7 @@ def test_a_write_through_another_app_is_seen_though_this_one_holds_a_stored_rank
     apps: tuple[TestClient, TestClient], artifacts: ArtifactSet, known_client: int
 ) -> None:
     with_stored, without = apps  # `without` stands for another replica, which refreshes nothing
-    wait_until(lambda: stored_now(with_stored, [known_client]))
-    url = f"/recommend/{known_client}?k=10"
-    before = with_stored.get(url).content
-    assert (
-        post_session(without, known_client, session_body(unbought(artifacts, known_client))).status_code
-        == 201
-    )
+    url, before = stored_then_written(with_stored, without, artifacts, known_client)
     misses = STORED_MISS._value.get()
     assert with_stored.get(url).content == without.get(url).content != before
     assert STORED_MISS._value.get() == misses + 1  # its stored ranking has the old revision: computed
