@@ -64,11 +64,12 @@ CACHE_LOOKUPS = Counter(
 CACHE_HIT, CACHE_MISS = CACHE_LOOKUPS.labels("hit"), CACHE_LOOKUPS.labels("miss")
 STORED_LOOKUPS = Counter(
     "wdrec_stored_ranking_lookups",
-    "GET /recommend look-ups of the client's stored ranking, by result (hit: current, so nothing computed)",
+    "GET /recommend look-ups of the client's stored ranking, by result (hit: current, so nothing computed; "
+    "waited: stale, answered by the refresh it waited for; miss: computed for the request)",
     ["result"],
     registry=REGISTRY,
 )
-STORED_HIT, STORED_MISS = STORED_LOOKUPS.labels("hit"), STORED_LOOKUPS.labels("miss")
+STORED_HIT, STORED_WAITED, STORED_MISS = (STORED_LOOKUPS.labels(r) for r in ("hit", "waited", "miss"))
 RANKINGS_STORED = Counter(
     "wdrec_rankings_stored",
     "Client rankings computed off the request path and stored (after a write, a reload, a new day)",

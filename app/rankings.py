@@ -10,7 +10,10 @@ before its client's refresh sees a revision the stored ranking lacks and compute
 
 Each process refreshes the clients whose rankings its own writes made stale; after a reload or at
 midnight (UTC) every process refreshes the clients whose ranking is not current yet, skipping those
-another process stored meanwhile.
+another process stored meanwhile. A read that finds its client's ranking stale waits for the next pass,
+which takes its client first and starts at once: the ranking is computed once, whether a read or a write
+asked first, and the pass that computes it starts after the read arrived, so it holds every write
+acknowledged before.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import datetime as dt
 import itertools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import anyio.to_thread
 import numpy as np
@@ -29,7 +33,7 @@ import numpy as np
 from app.errors import ServiceError
 from app.explain import utc_today
 from app.filters import NO_FILTERS
-from app.live import StoredRanking
+from app.live import ClientState, LiveClient, StoredRanking
 from app.metrics import RANKINGS_PENDING, RANKINGS_STORED
 from app.recommender import Query, Recommender, labels_in
 from app.served import ServedVersion
@@ -41,32 +45,52 @@ logger = logging.getLogger(__name__)
 CHUNK = 16  # clients scored in one forward pass and stored in one transaction
 # Before a pass of written clients: those written meanwhile join it, and a flood of writes is refreshed at
 # most CHUNK clients per SETTLE_SECONDS and pass per process (each client once however often it is written).
-SETTLE_SECONDS = 0.05
+# Longer keeps more reads waiting for their client's refresh: in bench.serve's mix (10% writes), 50 ms had the
+# reads' p99 at 37-44 ms, 10 ms at 27-32 ms (4 rounds each, alternating).
+SETTLE_SECONDS = 0.01
 RETRY_SECONDS = 1.0  # after a failed pass (its clients are computed per request meanwhile)
 
 
-def refresh(recommender: Recommender, store: SessionStore, client_ids: Sequence[int], today: dt.date) -> int:
-    """Compute and store the rankings of `client_ids` as of `today` that are not current; how many were
-    stored (clients neither in the training data nor recorded have none)."""
-    version = recommender.version
-    states = store.states(client_ids, version=version, as_of=today)
-    stale = [client_id for client_id in client_ids if states[client_id].ranking is None]
-    lives = store.clients(stale, newest=recommender.max_sessions, until=today)
+class Stale(NamedTuple):
+    """What a pass reads of its clients: the current states, and the recorded state of the others."""
+
+    current: dict[int, ClientState]  # clients whose stored ranking is current
+    stale: list[int]  # the others, in the order asked for
+    lives: dict[int, LiveClient]  # their recorded sessions and demographics (none if never recorded)
+
+
+Computed = tuple[int, int, StoredRanking]  # (client ID, the revision it was computed at, its ranking)
+
+
+def read_stale(
+    recommender: Recommender, store: SessionStore, client_ids: Sequence[int], today: dt.date
+) -> Stale:
+    """The states of `client_ids` with their rankings of `recommender`'s version as of `today` (one database
+    read), and the recorded state of those whose ranking is not current (another)."""
+    states = store.states(client_ids, version=recommender.version, as_of=today)
+    current = {client_id: state for client_id, state in states.items() if state.ranking is not None}
+    stale = [client_id for client_id in client_ids if client_id not in current]
+    return Stale(current, stale, store.clients(stale, newest=recommender.max_sessions, until=today))
+
+
+def rank(recommender: Recommender, read: Stale, today: dt.date) -> list[Computed]:
+    """The rankings of the stale clients as of `today`: every label's score from one forward pass, the
+    order by the routes' `stable_topk`, the history's labels (clients unknown to the version have none)."""
     queries: list[Query] = []
     stamps: list[tuple[int, int]] = []
-    for client_id in stale:
-        live = lives.get(client_id)
+    for client_id in read.stale:
+        live = read.lives.get(client_id)
         try:
             queries.append(recommender.client_query(client_id, NO_FILTERS, live, today))
         except ServiceError:  # unknown to this version: its reads answer 404
             continue
         stamps.append((client_id, live.revision if live is not None else 0))
     if not queries:
-        return 0
+        return []
     scores = recommender.scores(queries)
     orders = stable_topk(scores, scores.shape[1]).numpy()  # the whole ranking, in the routes' order
     scores_np = scores.numpy()
-    computed = [
+    return [
         (
             client_id,
             revision,
@@ -74,22 +98,26 @@ def refresh(recommender: Recommender, store: SessionStore, client_ids: Sequence[
         )
         for row, ((client_id, revision), query) in enumerate(zip(stamps, queries, strict=True))
     ]
-    store.put_rankings(version, today, computed)
-    return len(computed)
+
+
+Waiter = tuple[str, dt.date, "asyncio.Future[ClientState | None]"]  # the (version, date) a read wants
 
 
 class RankingRefresher:
-    """Keeps the stored rankings of the served version current, from a task on the event loop: call
-    `changed` after a write is acknowledged, `wake` after a reload."""
+    """Keeps the stored rankings of the served version current, from tasks on the event loop: call
+    `changed` after a write is acknowledged, `wake` after a reload, `current` for a read that found its
+    client's ranking stale."""
 
     def __init__(self, store: SessionStore, served: Callable[[], ServedVersion]) -> None:
         self._store = store
         self._served = served
+        self._waiting: dict[int, list[Waiter]] = {}  # clients reads wait for, refreshed by express passes
+        self._express: asyncio.Task[None] | None = None  # the passes for waiting reads, while they wait
         self._pending: dict[int, None] = {}  # clients whose writes made them stale, oldest mark first
         self._sweep: list[int] = []  # every client, after a reload or at midnight: refreshed after those
         self._swept = 0  # how far the sweep went
         self._covered: tuple[str, dt.date] | None = None  # the (version, date) of the sweep
-        self._in_flight = 0  # clients of the pass running
+        self._in_flight = 0  # clients of the passes running
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing is pending nor running
 
@@ -103,12 +131,26 @@ class RankingRefresher:
         """Look again at what is served (a reload swapped the version)."""
         self._wake.set()
 
+    async def current(self, client_id: int, version: str, today: dt.date) -> ClientState | None:
+        """The client's state with its ranking of `version` as of `today`, from a pass that starts after this
+        call (an express pass: the passes of written clients and sweeps go on beside it); None if this
+        refresher cannot give it (it refreshes another version or date, or not at all; the client is
+        unknown to the version; the pass failed): the caller computes the ranking then."""
+        if self._covered != (version, today):
+            return None
+        future: asyncio.Future[ClientState | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(client_id, []).append((version, today, future))
+        self._counted()
+        if self._express is None or self._express.done():
+            self._express = asyncio.create_task(self._express_passes())
+        return await future
+
     async def idle(self) -> None:
         """Wait until every stale ranking marked so far is refreshed."""
         await self._idle.wait()
 
     def _counted(self) -> None:
-        waiting = len(self._pending) + len(self._sweep) - self._swept + self._in_flight
+        waiting = len(self._waiting) + len(self._pending) + len(self._sweep) - self._swept + self._in_flight
         RANKINGS_PENDING.set(waiting)
         if waiting:
             self._idle.clear()
@@ -117,6 +159,16 @@ class RankingRefresher:
 
     async def run(self) -> None:
         """Refresh until cancelled."""
+        try:
+            await self._refresh_forever()
+        finally:
+            self._covered = None  # no more waiting: reads compute
+            if self._express is not None:
+                self._express.cancel()
+            _answer(self._waiting, None, {})
+            self._waiting.clear()
+
+    async def _refresh_forever(self) -> None:
         while True:
             served, today = self._served(), utc_today()
             if self._covered != (served.version, today):
@@ -127,20 +179,46 @@ class RankingRefresher:
                 continue
             if self._pending:  # writes arriving meanwhile share the pass, which also paces it; sweeps go on
                 await asyncio.sleep(SETTLE_SECONDS)
-            chunk = self._next_chunk()
-            self._in_flight = len(chunk)
-            try:
-                stored = await anyio.to_thread.run_sync(
-                    refresh, served.recommender, self._store, chunk, today
-                )
-            except Exception:  # the database is down, say: those clients are computed per request
-                logger.exception("refreshing %d stored rankings failed", len(chunk))
+            if not await self._pass(served, self._next_chunk(), today, {}):
                 await asyncio.sleep(RETRY_SECONDS)
-            else:
-                RANKINGS_STORED.inc(stored)
-            finally:
-                self._in_flight = 0
-                self._counted()
+
+    async def _express_passes(self) -> None:
+        """Refresh the clients reads wait for, up to CHUNK a pass, until none waits."""
+        while self._waiting:
+            waiting = {client_id: self._waiting.pop(client_id) for client_id in list(self._waiting)[:CHUNK]}
+            for client_id in waiting:
+                self._pending.pop(client_id, None)
+            await self._pass(self._served(), list(waiting), utc_today(), waiting)
+
+    async def _pass(
+        self, served: ServedVersion, chunk: list[int], today: dt.date, waiting: dict[int, list[Waiter]]
+    ) -> bool:
+        """Refresh `chunk` and answer the reads `waiting` for its clients as soon as their rankings are
+        computed; False if the pass failed (its clients are computed per request meanwhile).
+
+        The database is read and written on worker threads, the rankings computed on the event loop: on a
+        thread, the Doc2Vec inference and the forward pass would give up the GIL dozens of times and wait to
+        get it back from the busy loop each time (a pass of one client took 20 ms there under load)."""
+        recommender = served.recommender
+        self._in_flight += len(chunk)
+        current: dict[int, ClientState] = {}
+        try:
+            read = await anyio.to_thread.run_sync(read_stale, recommender, self._store, chunk, today)
+            computed = rank(recommender, read, today)
+            current = read.current | {
+                client_id: ClientState(rev, ranking) for client_id, rev, ranking in computed
+            }
+            _answer(waiting, (served.version, today), current)
+            await anyio.to_thread.run_sync(self._store.put_rankings, recommender.version, today, computed)
+            RANKINGS_STORED.inc(len(computed))
+            return True
+        except Exception:  # the database is down, say
+            logger.exception("refreshing %d stored rankings failed", len(chunk))
+            return False
+        finally:
+            _answer(waiting, (served.version, today), current)  # those not answered yet: None
+            self._in_flight -= len(chunk)
+            self._counted()
 
     def _next_chunk(self) -> list[int]:
         """Up to CHUNK clients to refresh, written ones first, taken off their queue before the pass (a write
@@ -169,6 +247,18 @@ class RankingRefresher:
         self._wake.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+
+def _answer(
+    waiting: Mapping[int, list[Waiter]], done: tuple[str, dt.date] | None, current: Mapping[int, ClientState]
+) -> None:
+    """Give each read waiting for a client its state in `current`, computed for `done` (version, date);
+    None to those that wanted another version or date, or whose client has none. Reads answered (or
+    cancelled) already are left alone."""
+    for client_id, waiters in waiting.items():
+        for version, today, future in waiters:
+            if not future.done():
+                future.set_result(current.get(client_id) if (version, today) == done else None)
 
 
 def _seconds_to_midnight() -> float:

@@ -395,10 +395,13 @@ def refreshed(url: str, timeout: float = 600.0) -> float:
     return round(time.monotonic() - start, 2)
 
 
-def stored_lookups(url: str) -> tuple[float, float]:
-    """GET /recommend's stored-ranking hits and misses so far."""
+LOOKUP_RESULTS = ("hit", "waited", "miss")  # wdrec_stored_ranking_lookups_total's
+
+
+def stored_lookups(url: str) -> list[float]:
+    """GET /recommend's stored-ranking look-ups so far, per LOOKUP_RESULTS."""
     name = "wdrec_stored_ranking_lookups_total"
-    return metric(url, f'{name}{{result="hit"}}'), metric(url, f'{name}{{result="miss"}}')
+    return [metric(url, f'{name}{{result="{result}"}}') for result in LOOKUP_RESULTS]
 
 
 def live_round(
@@ -454,13 +457,11 @@ def live_round(
     return figures
 
 
-def _count_lookups(
-    counts: dict[str, list[int]], route: str, before: tuple[float, float], after: tuple[float, float]
-) -> None:
-    """Add a route's stored-ranking hits and misses between `before` and `after` to `counts[route]`."""
-    total = counts.setdefault(route, [0, 0])
-    total[0] += int(after[0] - before[0])
-    total[1] += int(after[1] - before[1])
+def _count_lookups(counts: dict[str, list[int]], route: str, before: list[float], after: list[float]) -> None:
+    """Add a route's stored-ranking look-ups between `before` and `after` to `counts[route]`."""
+    total = counts.setdefault(route, [0] * len(LOOKUP_RESULTS))
+    for i, (start, end) in enumerate(zip(before, after, strict=True)):
+        total[i] += int(end - start)
 
 
 def writer_connections(read_ms: float, write_ms: float, connections: int) -> int:
@@ -656,15 +657,17 @@ def live_markdown(live: dict[str, Any], setup: dict[str, Any]) -> list[str]:
     if live["stored_rankings"]:
         title = "stored rankings on (the default)"
         how = (
-            "GET /recommend answers from the client's stored ranking where it is current and computes it "
-            "otherwise (the recorded sessions read, the history vector, the forward pass); each worker "
-            "refreshes the rankings its writes made stale, off the request path. The uncached reads and the "
+            "GET /recommend answers from the client's stored ranking where it is current; each worker "
+            "refreshes the rankings its writes made stale, off the request path, and a read that finds its "
+            "client's stale waits for a refresh of that client, started at once. The uncached reads and the "
             "mix start once no ranking is left to refresh: "
             f"{refresh['start_seconds']:.1f} s after start-up, "
             + ", ".join(f"{seconds:.1f} s" for seconds in refresh["after_writes_seconds"])
-            + " after each round's writes. Stored-ranking hits / misses: "
+            + " after each round's writes. Stored-ranking look-ups, current / stale and waited for the "
+            "refresh it asked for / computed for the request: "
             + "; ".join(
-                f"{route} {hit:,} / {miss:,}" for route, (hit, miss) in refresh["stored_reads"].items()
+                f"{route} {' / '.join(f'{n:,}' for n in counts)}"
+                for route, counts in refresh["stored_reads"].items()
             )
             + "."
         )

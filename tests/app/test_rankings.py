@@ -7,7 +7,9 @@ rankings and its cache off) computes every answer; their bodies must be equal by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,10 +20,12 @@ from fastapi.testclient import TestClient
 
 from app import rankings
 from app.core.config import Settings
-from app.live import StoredRanking
+from app.errors import StoreUnavailableError
+from app.live import ClientState, StoredRanking
 from app.main import create_app
-from app.metrics import STORED_HIT, STORED_MISS
+from app.metrics import STORED_HIT, STORED_MISS, STORED_WAITED
 from app.rankings import RankingRefresher
+from app.recommender import labels_in
 from app.served import ServedVersion
 from app.store import NewSession, SessionStore, open_store
 from tests.app.api.routes.test_clients import KEY, NEW_CLIENT, TODAY, post_session, session_body, unbought
@@ -115,9 +119,12 @@ def test_a_write_through_another_app_is_seen_though_this_one_holds_a_stored_rank
 ) -> None:
     with_stored, without = apps  # `without` stands for another replica, which refreshes nothing
     url, before = stored_then_written(with_stored, without, artifacts, known_client)
-    misses = STORED_MISS._value.get()
+    assert not stored_now(with_stored, [known_client])  # nothing told this app of the write
+    waited, misses = STORED_WAITED._value.get(), STORED_MISS._value.get()
     assert with_stored.get(url).content == without.get(url).content != before
-    assert STORED_MISS._value.get() == misses + 1  # its stored ranking has the old revision: computed
+    # Its stored ranking had the old revision: the read waited for the refresh it asked for, now stored.
+    assert (STORED_WAITED._value.get(), STORED_MISS._value.get()) == (waited + 1, misses)
+    assert stored_now(with_stored, [known_client])
 
 
 def test_a_new_client_gets_a_stored_ranking_once_it_has_sessions(
@@ -183,10 +190,92 @@ def test_label_ids_take_two_bytes_while_the_vocabulary_allows() -> None:
     assert StoredRanking.label_dtype((1 << 16) + 1) is np.int32
 
 
-def test_a_new_day_refreshes_every_clients_ranking(
-    tiny_artifacts: Path, store: SessionStore, monkeypatch: pytest.MonkeyPatch
+def as_values(state: ClientState | None) -> tuple[int, bytes, list[int], list[int]] | None:
+    """A client state's revision and ranking (scores bit for bit), comparable with ==."""
+    if state is None or state.ranking is None:
+        return None
+    ranking = state.ranking
+    return state.revision, ranking.scores.tobytes(), ranking.order.tolist(), ranking.bought.tolist()
+
+
+@pytest.fixture
+def served(tiny_artifacts: Path) -> ServedVersion:
+    return ServedVersion.load(Settings(artifacts_dir=tiny_artifacts))
+
+
+def test_a_read_waiting_for_a_refresh_gets_its_clients_ranking_as_of_its_arrival(
+    served: ServedVersion, store: SessionStore
 ) -> None:
-    served = ServedVersion.load(Settings(artifacts_dir=tiny_artifacts))
+    recommender = served.recommender
+    client_id, other = recommender.client_id_at(0), recommender.client_id_at(1)
+    label = recommender.vocab.labels[0]
+
+    async def run() -> list[ClientState | None]:
+        refresher = RankingRefresher(store, lambda: served)
+        task = asyncio.create_task(refresher.run())
+        await refresher.idle()  # the start-up sweep stored every client's ranking
+        # Written through another replica: this refresher was not told, its stored ranking is stale.
+        await asyncio.to_thread(store.record_session, client_id, NewSession("s1", TODAY, (label,), None))
+        answers = [
+            await refresher.current(client_id, served.version, TODAY),
+            await refresher.current(other, served.version, TODAY),  # current already: as stored
+            await refresher.current(NEW_CLIENT, served.version, TODAY),  # unknown: computed, a 404
+            await refresher.current(client_id, "another-version", TODAY),
+            await refresher.current(client_id, served.version, TODAY - dt.timedelta(days=1)),
+        ]
+        task.cancel()
+        return answers
+
+    written, current, unknown, *elsewhere = asyncio.run(asyncio.wait_for(run(), 60))
+    live = store.clients([client_id], newest=recommender.max_sessions, until=TODAY)[client_id]
+    query = recommender.client_query(client_id, live=live, today=TODAY)
+    assert written is not None and written.revision == 1 and written.ranking is not None
+    assert written.ranking.scores.tobytes() == recommender.scores([query]).numpy()[0].tobytes()
+    assert written.ranking.bought.tolist() == sorted(labels_in(query.history))
+    for got in (written, current):  # each as stored
+        assert got is not None and got.ranking is not None
+    stored = store.states([client_id, other], version=served.version, as_of=TODAY)
+    assert as_values(stored[client_id]) == as_values(written) and as_values(stored[other]) == as_values(
+        current
+    )
+    assert unknown is None and elsewhere == [None, None]
+
+
+def test_waiting_reads_are_let_go_when_a_refresh_fails_or_the_refresher_stops(
+    served: ServedVersion, store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client_id = served.recommender.client_id_at(0)
+    release = threading.Event()
+
+    def failing(*args: object) -> None:
+        raise StoreUnavailableError
+
+    def held(*args: object) -> None:
+        release.wait(30)
+        raise StoreUnavailableError
+
+    async def run() -> tuple[ClientState | None, ClientState | None, ClientState | None]:
+        refresher = RankingRefresher(store, lambda: served)
+        task = asyncio.create_task(refresher.run())
+        await refresher.idle()
+        monkeypatch.setattr(rankings, "read_stale", failing)
+        failed = await refresher.current(client_id, served.version, TODAY)  # computed by the read then
+        monkeypatch.setattr(rankings, "read_stale", held)
+        waiting = asyncio.create_task(refresher.current(client_id, served.version, TODAY))
+        await asyncio.sleep(0.1)  # its pass has started
+        task.cancel()
+        release.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        after = await refresher.current(client_id, served.version, TODAY)  # stopped: no wait
+        return failed, await waiting, after
+
+    assert asyncio.run(asyncio.wait_for(run(), 60)) == (None, None, None)
+
+
+def test_a_new_day_refreshes_every_clients_ranking(
+    served: ServedVersion, store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     recommender = served.recommender
     client_ids = [recommender.client_id_at(row) for row in range(recommender.n_clients)]
     day = [TODAY - dt.timedelta(days=1)]

@@ -22,7 +22,7 @@ from app.api.routes.clients import ClientId
 from app.errors import InvalidQueryError
 from app.explain import LabelExplanation, explain_rankings, utc_today
 from app.filters import Filters
-from app.metrics import STORED_HIT, STORED_MISS
+from app.metrics import STORED_HIT, STORED_MISS, STORED_WAITED
 from app.products import RankedProduct
 from app.recommender import Query as RankingQuery
 from app.recommender import Recommender, ScoredLabel
@@ -119,21 +119,26 @@ async def recommend(
     key = (client_id, k, filters, products, query.exclude_bought_products, explain, today)
     body = None
     # A stored ranking holds labels and scores: products and explanations are computed with the history.
-    stored = service.refresher is not None and not products and not explain
+    refresher = service.refresher if not products and not explain else None
     state = None
     if served.caching:  # the client's revision decides whether a cached body is current
         state = await service.states.read((client_id, None, today))
         body = served.cached_body(key, state.revision)
-    if body is None and stored:  # the client's revision and its stored ranking if current, in one read
+    waited = False
+    if body is None and refresher is not None:  # the client's revision and its current ranking: one read
         state = await service.states.read((client_id, served.version, today))
+        # Stale: the next refresh takes this client first (one neither trained on nor recorded has none).
+        if state.ranking is None and (state.revision or served.recommender.knows(client_id)):
+            refreshed = await refresher.current(client_id, served.version, today)
+            state, waited = refreshed or state, refreshed is not None
     if body is None:
         recommender = served.recommender
         recommender.check_k(k)
         if state is not None and state.ranking is not None:
-            STORED_HIT.inc()
+            (STORED_WAITED if waited else STORED_HIT).inc()
             entry, live, revision = recommender.stored_top(state.ranking, filters, k), None, state.revision
         else:
-            if stored:
+            if refresher is not None:
                 STORED_MISS.inc()
             entry, live = await service.scorer.client(recommender, service.store, client_id, filters, today)
             revision = live.revision if live is not None else 0  # what the ranking was computed at
