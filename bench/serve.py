@@ -342,6 +342,9 @@ def live_run(
         random.Random(0).shuffle(client_ids)
         labels = [x["name"] for g in httpx.get(f"{server.url}/labels").json()["groups"] for x in g["labels"]]
         reads: list[Request] = [("GET", f"/recommend/{client_id}?k=10", None) for client_id in client_ids]
+        # Writes in another order: in the reads' own, the two cycles would lock in phase, and how often a read
+        # finds a client just written would depend on where each started.
+        written = random.Random(1).sample(client_ids, len(client_ids))
         uvloop.run(hammer(server.url, reads, seconds=WARM_UP_MAX_SECONDS, connections=connections, once=True))
         best: dict[str, RouteResult] = {}
         catch_up: list[float] = []
@@ -350,7 +353,7 @@ def live_run(
             figures = live_round(
                 server,
                 reads,
-                client_ids,
+                written,
                 labels,
                 prefix=f"bench-{time.time_ns()}-{number}",
                 seconds=seconds,
@@ -407,7 +410,7 @@ def stored_lookups(url: str) -> list[float]:
 def live_round(
     server: Server,
     reads: list[Request],
-    client_ids: list[int],
+    written: list[int],
     labels: list[str],
     *,
     prefix: str,
@@ -416,16 +419,16 @@ def live_round(
     catch_up: list[float],
     stored_reads: dict[str, list[int]],
 ) -> dict[str, RouteResult]:
-    """One round: /health, uncached /recommend, session writes, then the mix. Appends to `catch_up` how long
-    the stored rankings took to be current after the writes (the reads start then), and to `stored_reads`
-    the stored-ranking hits and misses of the uncached reads and of the mix."""
+    """One round: /health, uncached /recommend, session writes (to the clients `written`, in turn), then the
+    mix. Appends to `catch_up` how long the stored rankings took to be current after the writes (the reads
+    start then), and to `stored_reads` the stored-ranking look-ups of the uncached reads and of the mix."""
     url, pid = server.url, server.process.pid
     load = {"seconds": seconds, "connections": connections}
     figures: dict[str, RouteResult] = {}
     scripts = {
         "/health": cycle_script([("GET", "/health", None)]),
         "/recommend (uncached)": cycle_script(reads),
-        "POST sessions": writes_script(client_ids, labels, prefix=f"{prefix}-w"),
+        "POST sessions": writes_script(written, labels, prefix=f"{prefix}-w"),
     }
     for route, script in scripts.items():
         lookups = stored_lookups(url)
@@ -441,7 +444,7 @@ def live_round(
     )
     # Mixed, writes wait less and reads longer than alone (reads need the CPU, writes mostly the lock), so
     # the split made from the lone latencies overshoots: a short first mix gives the latencies to split by.
-    mix = partial(run_mix, url, scripts["/recommend (uncached)"], client_ids, labels, connections=connections)
+    mix = partial(run_mix, url, scripts["/recommend (uncached)"], written, labels, connections=connections)
     trial = mix(prefix=f"{prefix}-c", seconds=CALIBRATION_SECONDS, writers=writers)
     writers = writer_connections(trial["mix: /recommend"].p50_ms, trial["mix: sessions"].p50_ms, connections)
     refreshed(url)
@@ -683,8 +686,9 @@ def live_markdown(live: dict[str, Any], setup: dict[str, Any]) -> list[str]:
         "",
         "`WDREC_RECOMMEND_CACHE_SIZE=0` and the write API on, SQLite in WAL mode with synchronous=FULL. "
         f"{how} /recommend cycles through all {setup['n_clients']} clients in a shuffled order, so each "
-        "request is another client; each write records a new session of a known client. The mix runs two "
-        "wrk processes at once, their connections split so that "
+        "request is another client; each write records a new session of a known client, cycling through "
+        "them in another shuffled order. The mix runs two wrk processes at once, their connections split so "
+        "that "
         f"{live['mix_write_share']:.1%} of its requests were writes. Best of the rounds per route (the mix "
         "by its reads' throughput); ratios against /health measured in the same rounds, on the same "
         "server.",
