@@ -5,15 +5,15 @@ three times a cached answer's CPU. Instead, each client's scores for every label
 something changes them: a session or demographics recorded for the client, another model version served,
 a new day (the calendar features count days). They are stored stamped with the model version, the date
 and the client's revision; any worker or replica answers GET /recommend from them with one read while all
-three are current, and computes as before when they are not. So read-your-writes holds: a read arriving
-before its client's refresh sees a revision the stored ranking lacks and computes.
+three are current.
 
 Each process refreshes the clients whose rankings its own writes made stale; after a reload or at
 midnight (UTC) every process refreshes the clients whose ranking is not current yet, skipping those
-another process stored meanwhile. A read that finds its client's ranking stale waits for the next pass,
-which takes its client first and starts at once: the ranking is computed once, whether a read or a write
-asked first, and the pass that computes it starts after the read arrived, so it holds every write
-acknowledged before.
+another process stored meanwhile. A read that finds its client's ranking stale (its refresh has not run
+yet, or another replica took the write) waits for an express pass, started at once beside the others: the
+ranking is computed once, whether a read or a write asked first, and the pass reads the client's state
+after the read arrived, so read-your-writes holds. A pass computes on the event loop and reads and writes
+the database on worker threads.
 """
 
 from __future__ import annotations
@@ -42,12 +42,16 @@ from training.topk import stable_topk
 
 logger = logging.getLogger(__name__)
 
-CHUNK = 16  # clients scored in one forward pass and stored in one transaction
-# Before a pass of written clients: those written meanwhile join it, and a flood of writes is refreshed at
-# most CHUNK clients per SETTLE_SECONDS and pass per process (each client once however often it is written).
-# Longer keeps more reads waiting for their client's refresh: in bench.serve's mix (10% writes), 50 ms had the
-# reads' p99 at 37-44 ms, 10 ms at 27-32 ms (4 rounds each, alternating).
+CHUNK = 8  # clients scored in one forward pass (on the event loop: a few ms) and stored in one transaction
+# Before a pass of written clients, so that those written meanwhile join it: SETTLE_SECONDS while fewer than
+# CHUNK wait, FLOOD_SETTLE_SECONDS once a pass's worth does. So a flood of writes is refreshed at most CHUNK
+# clients per FLOOD_SETTLE_SECONDS and process (each client once however often it is written) and the writes
+# keep the CPU, while a trickle is refreshed soon: a longer wait keeps more reads waiting for their client's
+# refresh. In bench.serve's live run, 10 ms / 25 ms with passes of 8 had the mix's reads' p99 at 22-23 ms and
+# the writes' at 24 ms; 10 ms / 50 ms with passes of 16, 23-25 ms and 26-29 ms; 10 ms throughout with passes
+# of 16, 24-39 ms and 34-42 ms; 50 ms throughout, 37-44 ms in the mix.
 SETTLE_SECONDS = 0.01
+FLOOD_SETTLE_SECONDS = 0.025
 RETRY_SECONDS = 1.0  # after a failed pass (its clients are computed per request meanwhile)
 
 
@@ -178,7 +182,7 @@ class RankingRefresher:
                 await self._sleep(_seconds_to_midnight())
                 continue
             if self._pending:  # writes arriving meanwhile share the pass, which also paces it; sweeps go on
-                await asyncio.sleep(SETTLE_SECONDS)
+                await asyncio.sleep(SETTLE_SECONDS if len(self._pending) < CHUNK else FLOOD_SETTLE_SECONDS)
             if not await self._pass(served, self._next_chunk(), today, {}):
                 await asyncio.sleep(RETRY_SECONDS)
 
