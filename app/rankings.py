@@ -48,10 +48,11 @@ CHUNK = 8  # clients scored in one forward pass (on the event loop: a few ms) an
 # clients per FLOOD_SETTLE_SECONDS and process (each client once however often it is written) and the writes
 # keep the CPU, while a trickle is refreshed soon: a longer wait keeps more reads waiting for their client's
 # refresh. In bench.serve's live runs, the mix's reads' p99 and the writes' alone: 10 ms / 25 ms with passes
-# of 8, 22-26 ms and 24-28 ms; 10 ms / 50 ms with passes of 16, 23-25 ms and 26-29 ms; 10 ms throughout with
-# passes of 16, 24-39 ms and 34-42 ms; 50 ms throughout, 37-44 ms in the mix.
+# of 8, 22-26 ms and 24-28 ms; 10 ms / 50 ms with passes of 8, 26-48 ms and 25-35 ms (with passes of 16,
+# 23-25 ms and 26-29 ms); 10 ms throughout with passes of 16, 24-39 ms and 34-42 ms; 50 ms throughout, 37-44
+# ms in the mix.
 SETTLE_SECONDS = 0.01
-FLOOD_SETTLE_SECONDS = 0.05
+FLOOD_SETTLE_SECONDS = 0.025
 RETRY_SECONDS = 1.0  # after a failed pass (its clients are computed per request meanwhile)
 
 
