@@ -246,6 +246,7 @@ def test_waiting_reads_are_let_go_when_a_refresh_fails_or_the_refresher_stops(
 ) -> None:
     client_id = served.recommender.client_id_at(0)
     release = threading.Event()
+    working = rankings.read_stale
 
     def failing(*args: object) -> None:
         raise StoreUnavailableError
@@ -267,7 +268,8 @@ def test_waiting_reads_are_let_go_when_a_refresh_fails_or_the_refresher_stops(
         release.set()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        after = await refresher.current(client_id, served.version, TODAY)  # stopped: no wait
+        monkeypatch.setattr(rankings, "read_stale", working)
+        after = await refresher.current(client_id, served.version, TODAY)  # stopped: no pass, None
         return failed, await waiting, after
 
     assert asyncio.run(asyncio.wait_for(run(), 60)) == (None, None, None)
