@@ -72,7 +72,8 @@ STORED_LOOKUPS = Counter(
 STORED_HIT, STORED_WAITED, STORED_MISS = (STORED_LOOKUPS.labels(r) for r in ("hit", "waited", "miss"))
 RANKINGS_STORED = Counter(
     "wdrec_rankings_stored",
-    "Client rankings computed off the request path and stored (after a write, a reload, a new day)",
+    "Client rankings computed off the request path and stored (after a write, a reload, a new day, for a "
+    "read that found one stale)",
     registry=REGISTRY,
 )
 RANKINGS_PENDING = Gauge(

@@ -127,7 +127,7 @@ async def recommend(
     waited = False
     if body is None and refresher is not None:  # the client's revision and its current ranking: one read
         state = await service.states.read((client_id, served.version, today))
-        # Stale: the next refresh takes this client first (one neither trained on nor recorded has none).
+        # Stale: an express refresh of this client, waited for (one neither trained on nor recorded has none).
         if state.ranking is None and (state.revision or served.recommender.knows(client_id)):
             refreshed = await refresher.current(client_id, served.version, today)
             state, waited = refreshed or state, refreshed is not None
