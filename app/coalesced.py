@@ -4,7 +4,8 @@ A GET /recommend reads its client's state from the database (its revision, which
 body is current, and the ranking stored for it, app/rankings.py). Read one by one, those reads were half
 of a cached answer's CPU (a thread hop, a transaction, a query each). Here the requests that arrive while
 a read is running wait for the next one, which reads all their keys in one call: under load the cost is per
-batch, and a lone request pays one read as before.
+batch, and a lone request pays one read as before. The read runs where its store says
+(`SessionStore.read_async`): on the event loop for SQLite, on a worker thread for PostgreSQL.
 
 Read-your-writes holds: a request's read always starts after the request arrived, so it sees every write
 acknowledged before the request was sent, on any worker or replica.
@@ -13,10 +14,8 @@ acknowledged before the request was sent, on any worker or replica.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Hashable, Mapping
 from typing import Generic, TypeVar
-
-import anyio.to_thread
 
 from app.futures import settle
 
@@ -25,11 +24,11 @@ V = TypeVar("V")
 
 
 class CoalescedReader(Generic[K, V]):
-    """Reads values with `read` (keys -> their values; a key it leaves out has the value `missing`) on a
-    worker thread, one read at a time, each for every key asked for since the previous read started. Use
-    from one event loop."""
+    """Reads values with `read` (keys -> their values; a key it leaves out has the value `missing`), one
+    read at a time, each for every key asked for since the previous read started. Use from one event
+    loop."""
 
-    def __init__(self, read: Callable[[Collection[K]], Mapping[K, V]], missing: V) -> None:
+    def __init__(self, read: Callable[[Collection[K]], Awaitable[Mapping[K, V]]], missing: V) -> None:
         self._read = read
         self._missing = missing
         self._waiting: dict[K, list[asyncio.Future[V]]] = {}
@@ -49,7 +48,7 @@ class CoalescedReader(Generic[K, V]):
                 batch, self._waiting = self._waiting, {}
                 outcomes: Mapping[K, V | Exception]
                 try:
-                    outcomes = await anyio.to_thread.run_sync(self._read, list(batch))
+                    outcomes = await self._read(list(batch))
                 except Exception as exc:  # each waiting request gets the read's error
                     outcomes = dict.fromkeys(batch, exc)
                 for key, futures in batch.items():

@@ -58,7 +58,9 @@ async def running(app: FastAPI) -> AsyncIterator[None]:
     reload on SIGHUP; close the database at the end."""
     store = await anyio.to_thread.run_sync(open_store, app.state.settings)
     app.state.store = store
-    app.state.states = CoalescedReader(store.states_of, missing=ClientState(0, None))
+    app.state.states = CoalescedReader(
+        lambda keys: store.read_async(store.states_of, keys), missing=ClientState(0, None)
+    )
     app.state.refresher = None
     try:
         if app.state.served is None:

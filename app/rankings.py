@@ -13,7 +13,8 @@ another process stored meanwhile. A read that finds its client's ranking stale (
 yet, or another replica took the write) waits for an express pass, started at once beside the others: the
 ranking is computed once, whether a read or a write asked first, and the pass reads the client's state
 after the read arrived, so read-your-writes holds. A pass computes on the event loop and reads and writes
-the database on worker threads.
+the database where the store says: SQLite's reads on the loop, its writes on the store's writer thread,
+PostgreSQL on worker threads.
 """
 
 from __future__ import annotations
@@ -201,20 +202,20 @@ class RankingRefresher:
         """Refresh `chunk` and answer the reads `waiting` for its clients as soon as their rankings are
         computed; False if the pass failed (its clients are computed per request meanwhile).
 
-        The database is read and written on worker threads, the rankings computed on the event loop: on a
-        thread, the Doc2Vec inference and the forward pass would give up the GIL dozens of times and wait to
-        get it back from the busy loop each time (a pass of one client took 20 ms there under load)."""
+        The rankings are computed on the event loop, the database read and written where the store says: on
+        a thread, the Doc2Vec inference and the forward pass would give up the GIL dozens of times and wait
+        to get it back from the busy loop each time (a pass of one client took 20 ms there under load)."""
         recommender = served.recommender
         self._in_flight += len(chunk)
         current: dict[int, ClientState] = {}
         try:
-            read = await anyio.to_thread.run_sync(read_stale, recommender, self._store, chunk, today)
+            read = await self._store.read_async(read_stale, recommender, self._store, chunk, today)
             computed = rank(recommender, read, today)
             current = read.current | {
                 client_id: ClientState(rev, ranking) for client_id, rev, ranking in computed
             }
             _answer(waiting, (served.version, today), current)
-            await anyio.to_thread.run_sync(self._store.put_rankings, recommender.version, today, computed)
+            await self._store.put_rankings_async(recommender.version, today, computed)
             RANKINGS_STORED.inc(len(computed))
             return True
         except Exception:  # the database is down, say

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import threading
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
@@ -27,19 +26,19 @@ def store(tmp_path: Path) -> Iterator[SessionStore]:
 
 
 class CountingReads:
-    """The store's `revisions`, recording the client IDs of each read; the first read, once done, waits for
-    `release` before it answers, so requests pile up behind it."""
+    """The store's `revisions` read as the app reads (`read_async`), recording the client IDs of each read;
+    the first read, once done, waits for `release` before it answers, so requests pile up behind it."""
 
     def __init__(self, store: SessionStore) -> None:
         self.store = store
         self.reads: list[set[int]] = []
-        self.release = threading.Event()
+        self.release = asyncio.Event()
 
-    def __call__(self, client_ids: Collection[int]) -> dict[int, int]:
+    async def __call__(self, client_ids: Collection[int]) -> dict[int, int]:
         self.reads.append(set(client_ids))
-        revisions = self.store.revisions(client_ids)
+        revisions = await self.store.read_async(self.store.revisions, client_ids)
         if len(self.reads) == 1:
-            assert self.release.wait(10)
+            await asyncio.wait_for(self.release.wait(), 10)
         return revisions
 
 
@@ -80,7 +79,7 @@ def test_a_write_acknowledged_before_a_request_is_seen_by_it(store: SessionStore
 def test_a_failed_read_fails_its_requests_and_the_next_read_runs(store: SessionStore) -> None:
     calls = 0
 
-    def flaky(client_ids: Collection[int]) -> dict[int, int]:
+    async def flaky(client_ids: Collection[int]) -> dict[int, int]:
         nonlocal calls
         calls += 1
         if calls == 1:

@@ -167,7 +167,7 @@ def test_a_stored_ranking_is_current_only_for_its_version_date_and_revision(stor
         return StoredRanking(scores, order, np.array(bought, dtype=np.int64))
 
     store.record_session(7, NewSession("s1", TODAY, ("a",), None))  # client 7 at revision 1
-    store.put_rankings("v1", TODAY, [(7, 1, ranking(2)), (8, 0, ranking())])
+    asyncio.run(store.put_rankings_async("v1", TODAY, [(7, 1, ranking(2)), (8, 0, ranking())]))
     states = store.states([7, 8, 9], version="v1", as_of=TODAY)
     assert states[7].revision == 1 and states[9] == (0, None)
     for client_id, bought in ((7, [2]), (8, [])):
@@ -179,7 +179,11 @@ def test_a_stored_ranking_is_current_only_for_its_version_date_and_revision(stor
     assert store.states([7])[7] == (1, None)  # no version: the revision only
     store.record_session(7, NewSession("s2", TODAY, ("b",), None))
     assert store.states([7], version="v1", as_of=TODAY)[7] == (2, None)  # a write made it stale
-    store.put_rankings("v1", TODAY, [(7, 2, StoredRanking(scores[::-1], order[::-1], np.array([0])))])
+    asyncio.run(
+        store.put_rankings_async(
+            "v1", TODAY, [(7, 2, StoredRanking(scores[::-1], order[::-1], np.array([0])))]
+        )
+    )
     replaced = store.states([7], version="v1", as_of=TODAY)[7].ranking  # replaced the first
     assert replaced is not None and replaced.scores.tolist() == [0.125, 0.5, 0.25]
     assert replaced.order.tolist() == [2, 0, 1] and replaced.bought.tolist() == [0]

@@ -218,6 +218,25 @@ def test_revisions_reads_many_clients_at_once_as_revision_reads_each(store: Sess
     assert [store.revision(client_id) for client_id in (4, 9, 77)] == [2, 1, 0]
 
 
+def test_read_async_reads_sqlite_on_the_loop_and_postgresql_on_a_worker_thread(
+    store: SessionStore, database_url: str
+) -> None:
+    """SQLite's reads skip the thread hop (under load its GIL wait cost more than the read); a network
+    round trip to PostgreSQL must not stop the loop."""
+    store.record_session(4, _session("a"))
+
+    def revisions_where(client_ids: list[int]) -> tuple[dict[int, int], int]:
+        return store.revisions(client_ids), threading.get_ident()
+
+    async def read() -> tuple[dict[int, int], int, int]:
+        revisions, reader = await store.read_async(revisions_where, [4, 9])
+        return revisions, reader, threading.get_ident()
+
+    revisions, reader, loop = asyncio.run(read())
+    assert revisions == {4: 1}
+    assert (reader == loop) == database_url.startswith("sqlite")
+
+
 def test_concurrent_async_writes_keep_every_outcome(store: SessionStore) -> None:
     """From the event loop, as the API records: distinct sessions all stored, one ID recorded once, and a
     conflict refused without taking the batch's other writes with it."""
