@@ -202,9 +202,9 @@ class RankingRefresher:
         """Refresh `chunk` and answer the reads `waiting` for its clients as soon as their rankings are
         computed; False if the pass failed (its clients are computed per request meanwhile).
 
-        The rankings are computed on the event loop, the database read and written where the store says: on
-        a thread, the Doc2Vec inference and the forward pass would give up the GIL dozens of times and wait
-        to get it back from the busy loop each time (a pass of one client took 20 ms there under load)."""
+        The rankings are computed on the event loop (on a thread, the Doc2Vec inference and the forward pass
+        would give up the GIL dozens of times and wait to get it back from the busy loop each time: a pass of
+        one client took 20 ms there under load); the database is read and written where the store says."""
         recommender = served.recommender
         self._in_flight += len(chunk)
         current: dict[int, ClientState] = {}
