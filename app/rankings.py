@@ -13,8 +13,7 @@ another process stored meanwhile. A read that finds its client's ranking stale (
 yet, or another replica took the write) waits for an express pass, started at once beside the others: the
 ranking is computed once, whether a read or a write asked first, and the pass reads the client's state
 after the read arrived, so read-your-writes holds. A pass computes on the event loop and reads and writes
-the database where the store says: SQLite's reads on the loop, its writes on the store's writer thread,
-PostgreSQL on worker threads.
+the database where the store says: SQLite on the loop too, PostgreSQL on worker threads.
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Every write is committed (durable: see app/db/engine.py) before it returns and r
 revision; a session is stored whole or not at all. Recording is idempotent on (client, session ID): the same
 session again returns the stored one, another body under the same ID is a SessionConflictError.
 
-On SQLite, a process's concurrent writes are committed together (app/db/group_commit.py). PostgreSQL
-commits concurrent transactions together by itself.
+On SQLite, the API's concurrent writes in a process are committed together, by the event loop
+(app/db/group_commit.py). PostgreSQL commits concurrent transactions together by itself.
 
 The event loop reads SQLite itself (`read_async`): a read of a few clients is a few hundred microseconds
 of a local file the OS has cached, while handing it to a worker thread cost milliseconds under load — the
@@ -220,16 +220,15 @@ class SessionStore:
         self._group = GroupCommit(engine) if engine.dialect.name == "sqlite" else None
 
     def _write(self, work: Callable[[Connection], R]) -> R:
-        """`work` in a committed write transaction (shared with concurrent writes on SQLite)."""
-        if self._group is not None:
-            return self._group.run(work)
+        """`work` in a committed write transaction."""
         with writing(self.engine) as connection:
             return work(connection)
 
     async def _write_async(self, work: Callable[[Connection], R]) -> R:
-        """`_write` without holding a thread while the commit is waited for (SQLite's writer thread)."""
+        """`_write` for the event loop: committed with the loop's other writes, by the loop, on SQLite
+        (app/db/group_commit.py); on a worker thread on PostgreSQL (it groups concurrent commits itself)."""
         if self._group is not None:
-            return await self._group.submit_async(work)
+            return await self._group.submit(work)
         return await anyio.to_thread.run_sync(self._write, work)
 
     async def read_async(self, read: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -240,8 +239,6 @@ class SessionStore:
         return await anyio.to_thread.run_sync(partial(read, *args, **kwargs))
 
     def close(self) -> None:
-        if self._group is not None:
-            self._group.close()
         self.engine.dispose()
 
     def revision(self, client_id: int) -> int:
@@ -293,8 +290,7 @@ class SessionStore:
         self, version: str, as_of: dt.date, computed: Sequence[tuple[int, int, StoredRanking]]
     ) -> None:
         """Store rankings of `version` as of `as_of`, each (client ID, the revision it was computed at, the
-        ranking), replacing each client's previous one, in one transaction (from the event loop: no thread
-        waits for the commit)."""
+        ranking), replacing each client's previous one, in one transaction (see `_write_async`)."""
         rows = [
             {
                 "client_id": client_id,
@@ -344,7 +340,7 @@ class SessionStore:
         return _checked(client_id, new, self._write(partial(self._insert_session, client_id, new, _now())))
 
     async def record_session_async(self, client_id: int, new: NewSession) -> tuple[RecordedSession, bool]:
-        """`record_session` for the event loop: no thread waits for the commit."""
+        """`record_session` for the event loop (see `_write_async`)."""
         with _answering():
             work = partial(self._insert_session, client_id, new, _now())
             return _checked(client_id, new, await self._write_async(work))

@@ -11,11 +11,12 @@ serves several replicas; its default `synchronous_commit=on` gives the same guar
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -115,7 +116,13 @@ def writing(engine: Engine) -> Iterator[Connection]:
     with contextlib.ExitStack() as stack:
         if engine.dialect.name == "sqlite":
             stack.enter_context(sqlite_write_lock(str(engine.url.database)))
-        connection = stack.enter_context(engine.connect())
+        yield stack.enter_context(transaction(engine))
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """`writing` for a caller holding SQLite's write lock already (see `sqlite_write_lock_async`)."""
+    with engine.connect() as connection:
         connection.execution_options(immediate=True)
         with connection.begin():
             yield connection
@@ -127,33 +134,53 @@ def sqlite_write_lock(database: str) -> Iterator[None]:
 
     Without it, a writer that finds another process's transaction running sleeps in SQLite's busy handler,
     whose back-off grows to 100 ms a sleep: with two worker processes writing, the slowest writes waited
-    about a second. This lock is polled every half millisecond instead (by one thread per process: a
+    about a second. This lock is polled every half millisecond instead (by one task per process: a
     process's writes are committed in groups). Polling alone is not fair: a process releasing the lock
     with more writes queued takes it again before the other's next poll, and the other's writes waited for
     a run of batches. So a writer first takes a second file's lock, its turn, and gives it up once it holds
     the write lock: a writer back for the write lock while another waits for it finds that turn taken and
-    waits until the other has written. The locks belong to the open files, so a writer that dies releases
-    them. OperationalError (the database is unavailable) after BUSY_TIMEOUT_MS."""
+    waits until the other has written. The locks belong to the open files (two writers of one process
+    exclude each other too), so a writer that dies releases them. OperationalError (the database is
+    unavailable) after BUSY_TIMEOUT_MS."""
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1e3
-    with open(database + WRITE_TURN_SUFFIX, "a") as turn, open(database + WRITE_LOCK_SUFFIX, "a") as lock:
-        _poll_lock(turn, deadline)
-        _poll_lock(lock, deadline)
+    with _lock_files(database) as (turn, lock):
+        for file in (turn, lock):
+            while not _locked(file, deadline):
+                time.sleep(WRITE_LOCK_POLL_S)
         fcntl.flock(turn, fcntl.LOCK_UN)
         yield  # closing the file releases the lock
 
 
-def _poll_lock(file: IO[str], deadline: float) -> None:
-    """`file`'s exclusive flock, polled every WRITE_LOCK_POLL_S; OperationalError past `deadline`."""
-    while True:
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                raise OperationalError(
-                    "lock " + file.name, None, TimeoutError(f"held past {BUSY_TIMEOUT_MS} ms")
-                ) from None
-            time.sleep(WRITE_LOCK_POLL_S)
+@contextlib.asynccontextmanager
+async def sqlite_write_lock_async(database: str) -> AsyncIterator[None]:
+    """`sqlite_write_lock` for an event loop: it polls between the loop's other work."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1e3
+    with _lock_files(database) as (turn, lock):
+        for file in (turn, lock):
+            while not _locked(file, deadline):
+                await asyncio.sleep(WRITE_LOCK_POLL_S)
+        fcntl.flock(turn, fcntl.LOCK_UN)
+        yield
+
+
+@contextlib.contextmanager
+def _lock_files(database: str) -> Iterator[tuple[IO[str], IO[str]]]:
+    """The turn's file and the write lock's, beside `database`."""
+    with open(database + WRITE_TURN_SUFFIX, "a") as turn, open(database + WRITE_LOCK_SUFFIX, "a") as lock:
+        yield turn, lock
+
+
+def _locked(file: IO[str], deadline: float) -> bool:
+    """Whether `file`'s exclusive flock was free and is now held; OperationalError past `deadline`."""
+    try:
+        fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        if time.monotonic() > deadline:
+            raise OperationalError(
+                "lock " + file.name, None, TimeoutError(f"held past {BUSY_TIMEOUT_MS} ms")
+            ) from None
+        return False
 
 
 def migrate(engine: Engine) -> None:

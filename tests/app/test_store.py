@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, event, make_url, select, text
+from sqlalchemy import Connection, Engine, event, make_url, select, text
+from sqlalchemy.exc import OperationalError
 
-from app.db.engine import open_database
+from app.db import engine as engine_module
+from app.db.engine import WRITE_LOCK_SUFFIX, open_database
 from app.db.group_commit import GroupCommit
 from app.db.tables import clients, sessions
 from app.errors import SessionConflictError
@@ -188,26 +191,22 @@ def test_group_commit_keeps_each_writes_own_outcome(tmp_path: Path) -> None:
     group = GroupCommit(engine)
     now = dt.datetime.now(dt.UTC)
 
-    def work(client_id: int) -> int:
-        def insert(connection: Connection) -> int:
+    def insert(client_id: int) -> Callable[[Connection], int]:
+        def work(connection: Connection) -> int:
             connection.execute(clients.insert().values(client_id=client_id, revision=1, updated_at=now))
             if client_id % 2:
                 raise ValueError(client_id)  # this write's insert is rolled back, not the others'
             return client_id
 
-        try:
-            return group.run(insert)
-        except ValueError:
-            return -client_id
+        return work
 
-    with ThreadPoolExecutor(8) as pool:
-        outcomes = list(pool.map(work, range(32)))
-    group.close()
-    assert outcomes == [i if i % 2 == 0 else -i for i in range(32)]
-    with engine.connect() as connection:
-        stored = connection.execute(select(clients.c.client_id).order_by(clients.c.client_id)).scalars()
-        assert list(stored) == list(range(0, 32, 2))
-    engine.dispose()
+    async def storm() -> list[int | BaseException]:
+        return await asyncio.gather(*(group.submit(insert(i)) for i in range(32)), return_exceptions=True)
+
+    outcomes = asyncio.run(storm())
+    assert outcomes[::2] == list(range(0, 32, 2))
+    assert [o.args for o in outcomes[1::2] if isinstance(o, ValueError)] == [(i,) for i in range(1, 32, 2)]
+    assert _stored(engine) == list(range(0, 32, 2))
 
 
 def test_revisions_reads_many_clients_at_once_as_revision_reads_each(store: SessionStore) -> None:
@@ -257,46 +256,19 @@ def test_concurrent_async_writes_keep_every_outcome(store: SessionStore) -> None
     assert four is not None and [s.labels for s in four.sessions] == [("b",)] and four.revision == 1
 
 
-def test_group_commit_commits_concurrent_writes_together(tmp_path: Path) -> None:
-    engine = open_database(make_url(f"sqlite:///{tmp_path / 'wdrec.sqlite3'}"))
-    commits: list[int] = []
-    event.listen(engine, "commit", lambda _: commits.append(1))
-    group = GroupCommit(engine)
-    now = dt.datetime.now(dt.UTC)
-
-    def insert(client_id: int) -> Callable[[Connection], int]:
-        def work(connection: Connection) -> int:
-            connection.execute(clients.insert().values(client_id=client_id, revision=1, updated_at=now))
-            return client_id
-
-        return work
-
-    futures = [group.submit(insert(i)) for i in range(200)]
-    assert [future.result() for future in futures] == list(range(200))
-    group.close()
-    assert len(commits) < 200  # each commit took every write queued while the previous one ran
-    with pytest.raises(RuntimeError, match="closed"):
-        group.submit(insert(999))
-    engine.dispose()
-
-
 class _Held:
-    """A group commit whose writer thread is held inside a first write until `release`, so that the writes
-    submitted meanwhile are committed as one batch."""
+    """A SQLite database whose write lock another writer holds (another process's, say) until `release`: the
+    group commit polls for it meanwhile, and the writes submitted are committed in one batch after."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.engine = open_database(make_url(f"sqlite:///{tmp_path / 'wdrec.sqlite3'}"))
+        self.database = tmp_path / "wdrec.sqlite3"
+        self.engine = open_database(make_url(f"sqlite:///{self.database}"))
+        self.commits: list[int] = []
+        event.listen(self.engine, "commit", lambda _: self.commits.append(1))
         self.group = GroupCommit(self.engine)
         self.now = dt.datetime.now(dt.UTC)
-        started, self._gate = threading.Event(), threading.Event()
-
-        def hold(connection: Connection) -> int:
-            started.set()
-            self._gate.wait()
-            return -1
-
-        self.first = self.group.submit(hold)
-        started.wait()
+        self._lock = open(f"{self.database}{WRITE_LOCK_SUFFIX}", "a")  # noqa: SIM115 (released by `release`)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
 
     def insert(self, client_id: int) -> Callable[[Connection], int]:
         def work(connection: Connection) -> int:
@@ -306,37 +278,40 @@ class _Held:
         return work
 
     def release(self) -> None:
-        self._gate.set()
+        self._lock.close()
 
     def stored(self) -> list[int]:
-        self.group.close()
-        with self.engine.connect() as connection:
-            ids = connection.execute(select(clients.c.client_id).order_by(clients.c.client_id)).scalars()
-            stored = list(ids)
+        stored = _stored(self.engine)
         self.engine.dispose()
         return stored
 
 
-def test_an_event_loops_writes_of_one_batch_are_settled_in_one_call_into_the_loop(tmp_path: Path) -> None:
+def _stored(engine: Engine) -> list[int]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(clients.c.client_id).order_by(clients.c.client_id)).scalars())
+
+
+def test_writes_queued_while_the_write_lock_is_held_are_committed_at_once_by_the_loop(tmp_path: Path) -> None:
     held = _Held(tmp_path)
-    calls: list[object] = []
+    threads: set[int] = set()
 
-    async def storm() -> list[int]:
-        loop = asyncio.get_running_loop()
-        call_soon_threadsafe = loop.call_soon_threadsafe
+    def insert(client_id: int) -> Callable[[Connection], int]:
+        def work(connection: Connection) -> int:
+            threads.add(threading.get_ident())
+            return held.insert(client_id)(connection)
 
-        def counted(callback: Callable[..., object], *args: object) -> asyncio.Handle:
-            calls.append(callback)
-            return call_soon_threadsafe(callback, *args)
+        return work
 
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
-        futures = [held.group.submit_async(held.insert(i)) for i in range(20)]
+    async def storm() -> tuple[list[int], int]:
+        futures = [held.group.submit(insert(i)) for i in range(20)]
+        await asyncio.sleep(0.05)  # the group commit polls for the lock meanwhile
+        assert not any(future.done() for future in futures) and not held.commits
         held.release()
-        return list(await asyncio.gather(*futures))
+        return list(await asyncio.gather(*futures)), threading.get_ident()
 
-    assert asyncio.run(storm()) == list(range(20))
-    assert held.first.result() == -1
-    assert len(calls) == 1  # twenty writes committed together wake their loop once, not twenty times
+    written, loop_thread = asyncio.run(storm())
+    assert written == list(range(20)) and threads == {loop_thread}
+    assert held.commits == [1]  # twenty writes, one transaction
     assert held.stored() == list(range(20))
 
 
@@ -344,8 +319,8 @@ def test_an_async_write_cancelled_while_queued_is_not_run(tmp_path: Path) -> Non
     held = _Held(tmp_path)
 
     async def cancel_one() -> list[int | BaseException]:
-        futures = [held.group.submit_async(held.insert(i)) for i in range(3)]
-        futures[1].cancel()  # its request went away before the writer thread reached it
+        futures = [held.group.submit(held.insert(i)) for i in range(3)]
+        futures[1].cancel()  # its request went away before its batch began
         held.release()
         return await asyncio.gather(*futures, return_exceptions=True)
 
@@ -354,19 +329,37 @@ def test_an_async_write_cancelled_while_queued_is_not_run(tmp_path: Path) -> Non
     assert held.stored() == [0, 2]
 
 
-def test_the_writer_outlives_an_event_loop_closed_while_its_write_was_queued(tmp_path: Path) -> None:
+def test_a_write_lock_held_past_the_busy_timeout_fails_the_queued_writes_and_the_next_go_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     held = _Held(tmp_path)
-    loop = asyncio.new_event_loop()
+    monkeypatch.setattr(engine_module, "BUSY_TIMEOUT_MS", 100)
 
-    async def submit() -> asyncio.Future[int]:
-        return held.group.submit_async(held.insert(5))
+    async def write(*client_ids: int) -> list[int | BaseException]:
+        futures = [held.group.submit(held.insert(i)) for i in client_ids]
+        return await asyncio.gather(*futures, return_exceptions=True)
 
-    loop.run_until_complete(submit())
-    loop.close()  # nothing waits for the write any more; it is still committed
+    timed_out = asyncio.run(write(1, 2))
+    assert all(isinstance(o, OperationalError) and "write-lock" in str(o) for o in timed_out)
     held.release()
-    # the writer thread carried on (the second write is committed in a batch after the first's)
-    assert [held.group.submit(held.insert(i)).result(timeout=10) for i in (6, 7)] == [6, 7]
-    assert held.stored() == [5, 6, 7]
+    assert asyncio.run(write(3)) == [3]
+    assert held.stored() == [3]
+
+
+def test_a_group_commit_outlives_an_event_loop_closed_with_a_write_queued(tmp_path: Path) -> None:
+    held = _Held(tmp_path)
+
+    async def submit_and_leave() -> None:
+        held.group.submit(held.insert(5))  # its loop closes, the committer cancelled: no one awaits it
+
+    asyncio.run(submit_and_leave())
+    held.release()
+
+    async def write() -> list[int]:
+        return list(await asyncio.gather(*(held.group.submit(held.insert(i)) for i in (6, 7))))
+
+    assert asyncio.run(write()) == [6, 7]  # the next loop's writes go on; the abandoned one is left out
+    assert held.stored() == [6, 7]
 
 
 def test_clients_reads_the_newest_sessions_up_to_a_date_as_a_ranking_needs(store: SessionStore) -> None:
