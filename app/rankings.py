@@ -13,7 +13,9 @@ another process stored meanwhile. A read that finds its client's ranking stale (
 yet, or another replica took the write) waits for an express pass, started at once beside the others: the
 ranking is computed once, whether a read or a write asked first, and the pass reads the client's state
 after the read arrived, so read-your-writes holds. A pass computes on the event loop and reads and writes
-the database where the store says: SQLite on the loop too, PostgreSQL on worker threads.
+the database where the store says: SQLite on the loop too, PostgreSQL on worker threads. Passes do not wait
+for their rankings' commit (one task stores them, in order): a read that finds its client at the revision of
+a ranking still being committed takes that ranking instead of waiting for a pass.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def rank(recommender: Recommender, read: Stale, today: dt.date) -> list[Computed
     ]
 
 
+Stamp = tuple[str, dt.date]  # the model version and the date a ranking is computed for
 Waiter = tuple[str, dt.date, "asyncio.Future[ClientState | None]"]  # the (version, date) a read wants
 
 
@@ -122,7 +125,9 @@ class RankingRefresher:
         self._sweep: list[int] = []  # every client, after a reload or at midnight: refreshed after those
         self._swept = 0  # how far the sweep went
         self._covered: tuple[str, dt.date] | None = None  # the (version, date) of the sweep
-        self._in_flight = 0  # clients of the passes running
+        self._in_flight = 0  # clients of the passes running or storing
+        self._storing: dict[int, tuple[Stamp, ClientState]] = {}  # rankings computed, not committed yet
+        self._to_store: asyncio.Queue[tuple[Stamp, list[Computed], int]] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()  # set while nothing is pending nor running
 
@@ -136,13 +141,20 @@ class RankingRefresher:
         """Look again at what is served (a reload swapped the version)."""
         self._wake.set()
 
-    async def current(self, client_id: int, version: str, today: dt.date) -> ClientState | None:
-        """The client's state with its ranking of `version` as of `today`, from a pass that starts after this
-        call (an express pass: the passes of written clients and sweeps go on beside it); None if this
-        refresher cannot give it (it refreshes another version or date, or not at all; the client is
-        unknown to the version; the pass failed): the caller computes the ranking then."""
+    async def current(
+        self, client_id: int, version: str, today: dt.date, revision: int
+    ) -> ClientState | None:
+        """The client's state with its ranking of `version` as of `today`, for a read that found the client
+        at `revision` with no ranking stored: the ranking computed at that revision if its commit is under
+        way, else from a pass that starts after this call (an express pass: the passes of written clients
+        and sweeps go on beside it); None if this refresher cannot give it (it refreshes another version or
+        date, or not at all; the client is unknown to the version; the pass failed): the caller computes
+        the ranking then."""
         if self._covered != (version, today):
             return None
+        stamp, state = self._storing.get(client_id, (None, None))
+        if stamp == (version, today) and state is not None and state.revision == revision:
+            return state
         future: asyncio.Future[ClientState | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(client_id, []).append((version, today, future))
         self._counted()
@@ -164,9 +176,11 @@ class RankingRefresher:
 
     async def run(self) -> None:
         """Refresh until cancelled."""
+        storer = asyncio.create_task(self._store_forever())
         try:
             await self._refresh_forever()
         finally:
+            storer.cancel()
             self._covered = None  # no more waiting: reads compute
             if self._express is not None:
                 self._express.cancel()
@@ -198,32 +212,49 @@ class RankingRefresher:
     async def _pass(
         self, served: ServedVersion, chunk: list[int], today: dt.date, waiting: dict[int, list[Waiter]]
     ) -> bool:
-        """Refresh `chunk` and answer the reads `waiting` for its clients as soon as their rankings are
-        computed; False if the pass failed (its clients are computed per request meanwhile).
+        """Refresh `chunk`: compute its rankings, answer the reads `waiting` for its clients, and queue the
+        rankings to be stored (the next pass does not wait for their commit; a read meanwhile takes them
+        from `_storing`); False if the pass failed (its clients are computed per request meanwhile).
 
         The rankings are computed on the event loop (on a thread, the Doc2Vec inference and the forward pass
         would give up the GIL dozens of times and wait to get it back from the busy loop each time: a pass of
         one client took 20 ms there under load); the database is read and written where the store says."""
-        recommender = served.recommender
+        await asyncio.sleep(0)  # the loop's requests go first: nothing else in a pass on SQLite suspends
+        recommender, stamp = served.recommender, (served.version, today)
         self._in_flight += len(chunk)
         current: dict[int, ClientState] = {}
         try:
             read = await self._store.read_async(read_stale, recommender, self._store, chunk, today)
             computed = rank(recommender, read, today)
-            current = read.current | {
-                client_id: ClientState(rev, ranking) for client_id, rev, ranking in computed
-            }
-            _answer(waiting, (served.version, today), current)
-            await self._store.put_rankings_async(recommender.version, today, computed)
-            RANKINGS_STORED.inc(len(computed))
-            return True
         except Exception:  # the database is down, say
             logger.exception("refreshing %d stored rankings failed", len(chunk))
-            return False
-        finally:
-            _answer(waiting, (served.version, today), current)  # those not answered yet: None
             self._in_flight -= len(chunk)
+            return False
+        else:
+            fresh = {client_id: ClientState(revision, ranking) for client_id, revision, ranking in computed}
+            current = read.current | fresh
+            self._storing |= {client_id: (stamp, state) for client_id, state in fresh.items()}
+            self._to_store.put_nowait((stamp, computed, len(chunk)))
+            return True
+        finally:
+            _answer(waiting, stamp, current)  # those not answered yet: None
             self._counted()
+
+    async def _store_forever(self) -> None:
+        """Store the passes' rankings in the order computed, each pass's in one transaction."""
+        while True:
+            (version, today), computed, clients = await self._to_store.get()
+            try:
+                await self._store.put_rankings_async(version, today, computed)
+                RANKINGS_STORED.inc(len(computed))
+            except Exception:  # the database is down, say: the clients are computed again when read
+                logger.exception("storing %d rankings failed", len(computed))
+            finally:
+                for client_id, _, ranking in computed:  # unless a later pass computed the client again
+                    if self._storing.get(client_id, (None, ClientState(0, None)))[1].ranking is ranking:
+                        del self._storing[client_id]
+                self._in_flight -= clients
+                self._counted()
 
     def _next_chunk(self) -> list[int]:
         """Up to CHUNK clients to refresh, written ones first, taken off their queue before the pass (a write

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -221,11 +222,11 @@ def test_a_read_waiting_for_a_refresh_gets_its_clients_ranking_as_of_its_arrival
         # Written through another replica: this refresher was not told, its stored ranking is stale.
         await asyncio.to_thread(store.record_session, client_id, NewSession("s1", TODAY, (label,), None))
         answers = [
-            await refresher.current(client_id, served.version, TODAY),
-            await refresher.current(other, served.version, TODAY),  # current already: as stored
-            await refresher.current(NEW_CLIENT, served.version, TODAY),  # unknown: computed, a 404
-            await refresher.current(client_id, "another-version", TODAY),
-            await refresher.current(client_id, served.version, TODAY - dt.timedelta(days=1)),
+            await refresher.current(client_id, served.version, TODAY, 1),
+            await refresher.current(other, served.version, TODAY, 0),  # current already: as stored
+            await refresher.current(NEW_CLIENT, served.version, TODAY, 0),  # unknown: computed, a 404
+            await refresher.current(client_id, "another-version", TODAY, 1),
+            await refresher.current(client_id, served.version, TODAY - dt.timedelta(days=1), 1),
         ]
         task.cancel()
         return answers
@@ -243,6 +244,54 @@ def test_a_read_waiting_for_a_refresh_gets_its_clients_ranking_as_of_its_arrival
         current
     )
     assert unknown is None and elsewhere == [None, None]
+
+
+def test_a_read_finding_its_clients_ranking_being_stored_takes_it_without_a_pass(
+    served: ServedVersion, store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass does not wait for its rankings' commit; a read meanwhile at the revision computed takes the
+    ranking the commit will store."""
+    recommender = served.recommender
+    client_id, label = recommender.client_id_at(0), recommender.vocab.labels[0]
+    passes, putting = [], store.put_rankings_async
+    counted = rankings.read_stale
+
+    def read_stale(*args: Any) -> rankings.Stale:
+        passes.append(args[2])
+        return counted(*args)
+
+    async def run() -> tuple[ClientState | None, ClientState | None, ClientState | None]:
+        refresher = RankingRefresher(store, lambda: served)
+        task = asyncio.create_task(refresher.run())
+        await refresher.idle()
+        storing, gate = asyncio.Event(), asyncio.Event()
+
+        async def held(*args: Any) -> None:
+            storing.set()
+            await gate.wait()
+            await putting(*args)
+
+        monkeypatch.setattr(store, "put_rankings_async", held)
+        monkeypatch.setattr(rankings, "read_stale", read_stale)
+        await store.record_session_async(client_id, NewSession("s1", TODAY, (label,), None))
+        refresher.changed(client_id)
+        await storing.wait()  # the pass computed the client at revision 1; its commit is held
+        assert passes == [[client_id]]
+        during = await refresher.current(client_id, served.version, TODAY, 1)
+        assert passes == [[client_id]]  # no pass: the ranking being stored
+        earlier = await refresher.current(client_id, served.version, TODAY, 0)  # another revision: a pass
+        assert passes == [[client_id], [client_id]]
+        gate.set()
+        await refresher.idle()
+        task.cancel()
+        return during, earlier, store.states([client_id], version=served.version, as_of=TODAY)[client_id]
+
+    during, earlier, stored = asyncio.run(asyncio.wait_for(run(), 60))
+    live = store.clients([client_id], newest=recommender.max_sessions, until=TODAY)[client_id]
+    scores = recommender.scores([recommender.client_query(client_id, live=live, today=TODAY)])
+    assert during is not None and during.ranking is not None and during.revision == 1
+    assert during.ranking.scores.tobytes() == scores.numpy()[0].tobytes()
+    assert as_values(stored) == as_values(during) == as_values(earlier)
 
 
 def test_waiting_reads_are_let_go_when_a_refresh_fails_or_the_refresher_stops(
@@ -264,19 +313,55 @@ def test_waiting_reads_are_let_go_when_a_refresh_fails_or_the_refresher_stops(
         task = asyncio.create_task(refresher.run())
         await refresher.idle()
         monkeypatch.setattr(rankings, "read_stale", failing)
-        failed = await refresher.current(client_id, served.version, TODAY)  # computed by the read then
+        failed = await refresher.current(client_id, served.version, TODAY, 0)  # computed by the read then
         monkeypatch.setattr(rankings, "read_stale", held)
-        waiting = asyncio.create_task(refresher.current(client_id, served.version, TODAY))
+        waiting = asyncio.create_task(refresher.current(client_id, served.version, TODAY, 0))
         await asyncio.sleep(0.1)  # its pass has started
         task.cancel()
         release.set()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         monkeypatch.setattr(rankings, "read_stale", working)
-        after = await refresher.current(client_id, served.version, TODAY)  # stopped: no pass, None
+        after = await refresher.current(client_id, served.version, TODAY, 0)  # stopped: no pass, None
         return failed, await waiting, after
 
     assert asyncio.run(asyncio.wait_for(run(), 60)) == (None, None, None)
+
+
+def test_a_sweep_lets_the_loops_requests_run_between_its_passes(
+    served: ServedVersion, store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass's SQLite read and its computation do not suspend: without a yield, a sweep of every client
+    would hold the event loop from its first pass to its last."""
+    passes: list[list[int]] = []
+    counted = rankings.read_stale
+
+    def read_stale(*args: Any) -> rankings.Stale:
+        passes.append(args[2])
+        return counted(*args)
+
+    monkeypatch.setattr(rankings, "read_stale", read_stale)
+    monkeypatch.setattr(rankings, "CHUNK", 1)
+
+    async def run() -> list[int]:
+        seen: list[int] = []
+
+        async def request() -> None:  # the loop's other work, as often as it gets the loop
+            while True:
+                seen.append(len(passes))
+                await asyncio.sleep(0)
+
+        other = asyncio.create_task(request())
+        refresher = RankingRefresher(store, lambda: served)
+        task = asyncio.create_task(refresher.run())
+        await refresher.idle()
+        task.cancel()
+        other.cancel()
+        return seen
+
+    seen = asyncio.run(asyncio.wait_for(run(), 60))
+    assert len(passes) == served.recommender.n_clients > 2
+    assert set(range(1, len(passes))) <= set(seen)  # the other work ran between every two passes
 
 
 def test_a_new_day_refreshes_every_clients_ranking(

@@ -129,7 +129,7 @@ async def recommend(
         state = await service.states.read((client_id, served.version, today))
         # Stale: an express refresh of this client, waited for (one neither trained on nor recorded has none).
         if state.ranking is None and (state.revision or served.recommender.knows(client_id)):
-            refreshed = await refresher.current(client_id, served.version, today)
+            refreshed = await refresher.current(client_id, served.version, today, state.revision)
             state, waited = refreshed or state, refreshed is not None
     if body is None:
         recommender = served.recommender
