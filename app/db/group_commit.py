@@ -7,7 +7,7 @@ one transaction and commits it once: under load the fsync and the lock are paid 
 is committed at once.
 
 The batch runs on the event loop itself, as SQLite's reads do (app/store.py). It stops the loop for about a
-millisecond (batches of 14 writes in process: p50 1.0 ms, p99 3.0 ms, the longest 6 ms, at a WAL
+millisecond (batches of 14-16 writes in process: p50 1.0 ms, p99 3.0-4.5 ms, the longest 6 ms, at a WAL
 checkpoint), while a writer thread, under bench.serve's load, waited for the busy loop to hand back the GIL
 after each of the batch's many releases of it (SQLite's calls, the fsync, the lock's polls), and then for
 the loop to run the callback settling the batch: there the writes' p99 was 24-25 ms, 20-21 ms on the loop,
