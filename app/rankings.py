@@ -251,7 +251,8 @@ class RankingRefresher:
                 logger.exception("storing %d rankings failed", len(computed))
             finally:
                 for client_id, _, ranking in computed:  # unless a later pass computed the client again
-                    if self._storing.get(client_id, (None, ClientState(0, None)))[1].ranking is ranking:
+                    entry = self._storing.get(client_id)
+                    if entry is not None and entry[1].ranking is ranking:
                         del self._storing[client_id]
                 self._in_flight -= clients
                 self._counted()
