@@ -13,6 +13,13 @@ after each of the batch's many releases of it (SQLite's calls, the fsync, the lo
 the loop to run the callback settling the batch: there the writes' p99 was 24-25 ms, 20-21 ms on the loop,
 with 20% more writes a second.
 
+The price: the COMMIT's fsync stops the loop while it waits, so a disk that stalls (another writer on it, a
+cloud volume's hiccup) stalls every request of the process, not only the writes. In process, under a
+competing writer on the same disk, the loop stopped for 115-143 ms at the p99. Running the COMMIT alone on a
+thread of its own (the statements still on the loop) kept the loop within 2-5 ms there, but under
+bench.serve's load it cost what the writer thread had cost (two alternated live runs: the mix's writes p50
+21-32 ms against 9-11, p99 44-66 against 18-24; its reads p99 21-35 against 18-23): not taken.
+
 No write is reported done unless its transaction committed. A write whose work raises gets its error and
 takes nothing with it: the batch's transaction is rolled back and run again without it (the works are
 database work only, so running them again is safe), which keeps the common path free of savepoints.
